@@ -1,0 +1,53 @@
+# Set-up and checks. `make test` and `make demo` are the whole set-up on a fresh machine (python3 >= 3.10 + make).
+# AIRFLOW selects the Airflow line: 3.3 (default, venv .venv) or 2.11 (venv .venv-2.11).
+PYTHON ?= python3
+AIRFLOW ?= 3.3
+UV_VERSION := 0.13.9
+VENV := $(if $(filter 3.3,$(AIRFLOW)),.venv,.venv-$(AIRFLOW))
+BIN := $(VENV)/bin
+CONSTRAINTS := constraints/airflow-$(AIRFLOW).txt
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint unit demo reliability bench e2e constraints clean
+
+venv: $(STAMP)
+
+# Re-install only when the pins or the project metadata change; a second `make test` reuses the venv.
+$(STAMP): $(CONSTRAINTS) pyproject.toml constraints/requirements-dev.in
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(CONSTRAINTS) \
+		-r constraints/requirements-dev.in -e .
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks
+	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test: lint unit
+
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q tests/reliability
+
+demo: $(STAMP)
+	$(BIN)/python -m airflow_provider_codecheck.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+# Refresh the pins (needs network to PyPI): edit constraints/*.in or pyproject.toml, then run this and commit.
+constraints:
+	$(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)" --target .uv-tool
+	for line in 3.3 2.11; do \
+		PYTHONPATH=.uv-tool .uv-tool/bin/uv pip compile --quiet --universal --python-version 3.10 \
+			constraints/airflow-$$line.in constraints/requirements-dev.in pyproject.toml \
+			-o constraints/airflow-$$line.txt || exit 1; \
+	done
+	rm -rf .uv-tool
+
+clean:
+	rm -rf .venv .venv-* build dist *.egg-info

@@ -1,0 +1,166 @@
+"""Exception hierarchy and error classification.
+
+Every error carries what a person needs to act on it: the HTTP status, CodeArts ``error_code`` and
+``error_msg``, the ``X-Request-Id`` to quote to Huawei support, and how many attempts were made.
+Secrets never appear: messages are built only from the service's reply and the request path.
+"""
+
+from __future__ import annotations
+
+
+class CodeCheckError(Exception):
+    """Base class of every error this provider raises about CodeArts Check."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        error_msg: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.attempts = 1
+        self.operation: str | None = None
+        # True when the request may have taken effect although no usable reply came back.
+        self.maybe_processed = False
+
+    def __str__(self) -> str:
+        parts = [f"{self.operation}: {self.message}" if self.operation else self.message]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.error_code:
+            parts.append(f"error_code {self.error_code}")
+        if self.error_msg and self.error_msg != self.message:
+            parts.append(f"error_msg {self.error_msg!r}")
+        if self.request_id:
+            parts.append(f"request id {self.request_id}")
+        if self.attempts > 1:
+            parts.append(f"after {self.attempts} attempts")
+        return "; ".join(parts)
+
+
+class ConnectionConfigError(CodeCheckError, ValueError):
+    """The Airflow connection is incomplete or invalid; the message names the field."""
+
+
+class AuthenticationError(CodeCheckError):
+    """Credentials were rejected (bad password, AK/SK signature, unknown or expired static token)."""
+
+
+class TokenExpiredError(AuthenticationError):
+    """401 CC.00000003: the IAM token expired or was revoked; IAM-password auth refreshes it once."""
+
+
+class PermissionDeniedError(CodeCheckError):
+    """The credentials are valid but lack permission (403, CC.00050010, CC.00050011)."""
+
+
+class NotFoundError(CodeCheckError):
+    """The task or project does not exist (404, CC.00050013)."""
+
+
+class BadRequestError(CodeCheckError):
+    """The service rejected the request as invalid (CC.00050000, CC.00050019, other 4xx)."""
+
+
+class ServiceError(CodeCheckError):
+    """A CodeArts error code that retrying will not fix (e.g. CC.00050005 create task error)."""
+
+
+class TransientError(CodeCheckError):
+    """Worth retrying: 5xx, gateway pages, CC.00000000 / CC.00050012 (network busy)."""
+
+    retryable = True
+
+
+class ThrottledError(TransientError):
+    """HTTP 429; ``retry_after`` holds the server's Retry-After in seconds when it sent one."""
+
+
+class TaskRunningError(TransientError):
+    """CC.00050015 "task is running": a scan of this task is in progress; retry later."""
+
+
+class InvalidResponseError(TransientError):
+    """The reply could not be understood (malformed JSON, missing fields, undocumented task_status)."""
+
+
+class TransportError(TransientError):
+    """No usable reply: connection refused or reset, timeout.
+
+    ``maybe_processed`` is True when the request may have reached the service (read timeout, reset after
+    sending); non-idempotent calls such as ``run`` are not retried then, to avoid starting a second scan.
+    """
+
+
+class TlsVerificationError(CodeCheckError):
+    """The server certificate failed verification; set ``ca_bundle`` (or ``verify``) in the connection."""
+
+
+# CodeArts and API-gateway error codes whose meaning does not depend on the HTTP status they came with.
+_CODE_CLASSES: dict[str, type[CodeCheckError]] = {
+    "CC.00000000": TransientError,  # network busy, try later
+    "CC.00000003": TokenExpiredError,
+    "CC.00050000": BadRequestError,
+    "CC.00050006": TransientError,  # service inner error
+    "CC.00050007": AuthenticationError,
+    "CC.00050010": PermissionDeniedError,
+    "CC.00050011": PermissionDeniedError,
+    "CC.00050012": TransientError,  # retry later
+    "CC.00050013": NotFoundError,
+    "CC.00050014": TransientError,  # getTaskBasicInfo failed, retry later
+    "CC.00050015": TaskRunningError,
+    "CC.00050019": BadRequestError,
+    "APIGW.0308": ThrottledError,
+}
+
+
+def _class_for(status: int, error_code: str | None) -> type[CodeCheckError]:
+    if error_code in _CODE_CLASSES:
+        return _CODE_CLASSES[error_code]
+    if error_code and error_code.startswith("APIGW.03"):
+        return AuthenticationError  # 0301 signature, 0303 date, 0101-style unknown AK all land in 03xx/01xx
+    if status == 401:
+        return AuthenticationError
+    if status == 403:
+        return PermissionDeniedError
+    if status == 404:
+        return NotFoundError
+    if status == 429:
+        return ThrottledError
+    if status >= 500:
+        return TransientError
+    if 400 <= status < 500:
+        return BadRequestError
+    return ServiceError
+
+
+def classify(
+    status: int,
+    error_code: str | None,
+    error_msg: str | None,
+    request_id: str | None,
+    retry_after: float | None = None,
+) -> CodeCheckError:
+    """Build the exception for an error reply (any status, including CodeArts errors sent with HTTP 200)."""
+    cls = _class_for(status, error_code)
+    message = error_msg or f"CodeArts Check answered HTTP {status}"
+    return cls(
+        message,
+        status=status,
+        error_code=error_code,
+        error_msg=error_msg,
+        request_id=request_id,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,82 @@
+"""Typed results of CodeArts Check operations."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TaskStatus(enum.Enum):
+    """``task_status`` of ``GET /v2/tasks/{task_id}/progress``; ``NOT_STARTED`` stands for a null status."""
+
+    NOT_STARTED = "not_started"
+    CHECKING = "checking"
+    FAILED = "failed"
+    SUCCESS = "success"
+    STOPPED = "stopped"
+
+    @classmethod
+    def from_wire(cls, value: int | None) -> TaskStatus:
+        """Map the wire value; raises KeyError for a value the API does not document."""
+        return _FROM_WIRE[value]
+
+    @property
+    def wire(self) -> int | None:
+        return _TO_WIRE[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.FAILED, TaskStatus.SUCCESS, TaskStatus.STOPPED)
+
+
+_FROM_WIRE: dict[int | None, TaskStatus] = {
+    None: TaskStatus.NOT_STARTED,
+    0: TaskStatus.CHECKING,
+    1: TaskStatus.FAILED,
+    2: TaskStatus.SUCCESS,
+    3: TaskStatus.STOPPED,
+}
+_TO_WIRE = {status: wire for wire, status in _FROM_WIRE.items()}
+
+SEVERITIES = ("critical", "major", "minor", "suggestion")
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    status: TaskStatus
+    ratio: int | None
+    """Progress in percent (0-100), or None when the service reports none (failed, stopped, never run)."""
+    info: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exec_id: str
+
+
+@dataclass(frozen=True)
+class DefectSummary:
+    """Subset of ``GET /v2/tasks/{task_id}/defects-summary``; counts by severity are ints here."""
+
+    issue_count: int | None
+    counts: dict[str, int]
+    code_quality: float | None
+    last_exec_time: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class DefectStatistic:
+    severity: dict[str, int]
+    status: dict[str, int]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class IamToken:
+    token: str = field(repr=False)
+    expires_at: float
+    """Expiry as a Unix timestamp."""
+    issued_at: float

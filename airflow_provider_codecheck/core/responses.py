@@ -1,0 +1,87 @@
+"""Reading a reply: JSON decoding, CodeArts errors (including those sent with HTTP 200), classification."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from airflow_provider_codecheck.core.errors import (
+    CodeCheckError,
+    InvalidResponseError,
+    TransientError,
+    classify,
+)
+from airflow_provider_codecheck.core.http import HttpResponse
+
+_SNIPPET = 200
+_TAG_RE = re.compile(r"<[^>]+>")
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # HTTP-date form: not worth a clock dependency; the backoff still applies
+    return seconds if seconds >= 0 else None
+
+
+def _find_error(body: Any) -> tuple[str | None, str | None]:
+    """Find (code, message) the way the SDK does: error_code/error_msg, errorCode/errorMsg, code/message, nested."""
+    if not isinstance(body, dict):
+        return None, None
+    for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
+        code = body.get(code_key)
+        if code not in (None, "", 0, "0"):
+            msg = body.get(msg_key)
+            return str(code), None if msg is None else str(msg)
+    for value in body.values():
+        if isinstance(value, dict):
+            found = _find_error(value)
+            if found[0]:
+                return found
+    return None, None
+
+
+def _text_snippet(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    text = " ".join(_TAG_RE.sub(" ", text).split())
+    return text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else "")
+
+
+def decode(response: HttpResponse) -> Any:
+    """Return the decoded JSON body of a successful reply, or raise the classified CodeCheckError."""
+    request_id = response.request_id
+    try:
+        body: Any = json.loads(response.body) if response.body.strip() else {}
+    except (UnicodeDecodeError, ValueError):
+        body = None
+    if body is None:
+        content_type = response.headers.get("content-type", "unknown content type")
+        snippet = _text_snippet(response.body)
+        if response.status >= 400:
+            # A gateway's HTML page: the status decides, the page text helps the reader.
+            error: CodeCheckError = classify(
+                response.status, None, f"{content_type} body: {snippet}", request_id
+            )
+            if response.status in (502, 503, 504):
+                error = TransientError(error.message, status=response.status, request_id=request_id)
+            raise error
+        raise InvalidResponseError(
+            f"reply is not valid JSON ({content_type}): {snippet!r}",
+            status=response.status,
+            request_id=request_id,
+        )
+    code, msg = _find_error(body)
+    if response.status >= 400 or code:
+        raise classify(response.status, code, msg, request_id, _retry_after(response.headers))
+    return body
+
+
+def require_dict(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidResponseError(f"{what} reply is a {type(body).__name__}, expected a JSON object")
+    return body

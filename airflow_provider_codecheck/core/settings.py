@@ -1,0 +1,187 @@
+"""Connection settings: what an Airflow connection means, validated, with secrets kept out of reprs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from airflow_provider_codecheck.core.errors import ConnectionConfigError
+
+AuthType = Literal["token", "password", "aksk"]
+AUTH_TYPES: tuple[AuthType, ...] = ("token", "password", "aksk")
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONSOLE_URL = (
+    "https://devcloud.{region}.huaweicloud.com/codecheck/project/{project_id}/codecheck/task/{task_id}/detail"
+)
+_REGION_RE = re.compile(r"^[a-z]{2,}-[a-z]+-\d+$")
+
+
+def service_endpoint(region: str) -> str:
+    return f"https://codearts-check.{region}.myhuaweicloud.com"
+
+
+def iam_endpoint(region: str | None) -> str:
+    return f"https://iam.{region}.myhuaweicloud.com" if region else "https://iam.myhuaweicloud.com"
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """A static ``X-Auth-Token`` (the caller refreshes it; a 401 is final)."""
+
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PasswordAuth:
+    """IAM user password: a token is fetched from IAM, cached per process and refreshed."""
+
+    domain: str
+    user: str
+    password: str = field(repr=False)
+    project: str | None
+    """IAM project name to scope the token to (usually the region); None scopes it to the domain."""
+
+
+@dataclass(frozen=True)
+class AkSkAuth:
+    """Access key / secret key request signing (SDK-HMAC-SHA256)."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+    """Set for temporary credentials (STS); sent as ``X-Security-Token``."""
+    project_id: str | None = None
+    """IAM project id, sent as ``X-Project-Id``."""
+
+
+Auth = TokenAuth | PasswordAuth | AkSkAuth
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    endpoint: str
+    iam_endpoint: str
+    auth: Auth
+    region: str | None = None
+    verify: bool | str = True
+    """True, False, or a CA bundle path."""
+    timeout: float = DEFAULT_TIMEOUT
+    proxy: str | None = field(default=None, repr=False)
+    """Proxy URL; may embed credentials, so it stays out of reprs."""
+    project_id: str | None = None
+    """CodeArts project UUID (used for console links)."""
+    console_url_template: str = DEFAULT_CONSOLE_URL
+
+    def transport_key(self) -> tuple[Any, ...]:
+        """What two clients must share to reuse one HTTP connection pool (no secrets in it)."""
+        return (self.verify, self.proxy, self.timeout)
+
+
+def _clean_url(value: str, name: str) -> str:
+    url = value.strip().rstrip("/")
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectionConfigError(f"connection field {name!r} must be an http(s) URL, got {value!r}")
+    if parts.path not in ("", "/") or parts.query:
+        raise ConnectionConfigError(f"connection field {name!r} must hold only scheme://host[:port]")
+    return url
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConnectionConfigError(f"connection extra {name!r} must be true or false, got {value!r}")
+
+
+def _extra_str(extra: dict[str, Any], name: str) -> str | None:
+    # Airflow < 3 forms store extras with the "extra__<conn_type>__" prefix.
+    value = extra.get(name, extra.get(f"extra__huaweicloud_codecheck__{name}"))
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _required(value: str | None, what: str, auth_type: str) -> str:
+    if not value:
+        raise ConnectionConfigError(f"auth_type {auth_type!r} needs {what}, which is empty")
+    return value
+
+
+def settings_from_connection(
+    host: str | None, login: str | None, password: str | None, extra: dict[str, Any]
+) -> ConnectionSettings:
+    """Validate an Airflow connection's fields; errors name the field that is wrong, never its secret."""
+    auth_type = (_extra_str(extra, "auth_type") or "").lower()
+    if auth_type not in AUTH_TYPES:
+        raise ConnectionConfigError(
+            f"connection extra 'auth_type' must be one of {', '.join(AUTH_TYPES)}, got {auth_type or None!r}"
+        )
+    region = _extra_str(extra, "region")
+    if region and not _REGION_RE.match(region):
+        raise ConnectionConfigError(f"connection extra 'region' is not a region id: {region!r}")
+    if host:
+        endpoint = _clean_url(host, "host (endpoint)")
+    elif region:
+        endpoint = service_endpoint(region)
+    else:
+        raise ConnectionConfigError("set the connection host (endpoint URL) or the extra 'region'")
+    iam_extra = _extra_str(extra, "iam_endpoint")
+    iam = _clean_url(iam_extra, "iam_endpoint") if iam_extra else iam_endpoint(region)
+
+    auth: Auth
+    if auth_type == "token":
+        auth = TokenAuth(_required(password, "the X-Auth-Token in the password field", auth_type))
+    elif auth_type == "password":
+        auth = PasswordAuth(
+            domain=_required(
+                _extra_str(extra, "domain_name"), "extra 'domain_name' (account name)", auth_type
+            ),
+            user=_required(login, "the IAM user name in the login field", auth_type),
+            password=_required(password, "the IAM password in the password field", auth_type),
+            project=_extra_str(extra, "iam_project") or region,
+        )
+    else:
+        auth = AkSkAuth(
+            access_key=_required(login, "the access key (AK) in the login field", auth_type),
+            secret_key=_required(password, "the secret key (SK) in the password field", auth_type),
+            security_token=_extra_str(extra, "security_token"),
+            project_id=_extra_str(extra, "iam_project_id"),
+        )
+
+    ca_bundle = _extra_str(extra, "ca_bundle")
+    verify: bool | str = _as_bool(extra.get("verify", True), "verify")
+    if ca_bundle:
+        verify = ca_bundle
+    timeout_raw = extra.get("timeout", DEFAULT_TIMEOUT)
+    try:
+        timeout = float(timeout_raw)
+    except (TypeError, ValueError):
+        raise ConnectionConfigError(
+            f"connection extra 'timeout' must be seconds, got {timeout_raw!r}"
+        ) from None
+    if not 0 < timeout <= 600:
+        raise ConnectionConfigError(f"connection extra 'timeout' must be in (0, 600] seconds, got {timeout}")
+    proxy = _extra_str(extra, "proxy")
+    if proxy:
+        proxy = _clean_url(proxy, "proxy")
+    return ConnectionSettings(
+        endpoint=endpoint,
+        iam_endpoint=iam,
+        auth=auth,
+        region=region,
+        verify=verify,
+        timeout=timeout,
+        proxy=proxy,
+        project_id=_extra_str(extra, "project_id"),
+        console_url_template=_extra_str(extra, "console_url_template") or DEFAULT_CONSOLE_URL,
+    )

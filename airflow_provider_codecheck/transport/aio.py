@@ -1,0 +1,196 @@
+"""aiohttp transport for triggers: one ClientSession per event loop and connection settings, shared.
+
+Thousands of triggers waiting in one triggerer share a bounded keep-alive pool, so polls reuse TCP and TLS
+connections instead of paying a handshake each time. The session closes when its last user releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+
+from airflow_provider_codecheck.core import flow as core_flow
+from airflow_provider_codecheck.core import iam
+from airflow_provider_codecheck.core import operations as ops
+from airflow_provider_codecheck.core.http import HttpRequest, HttpResponse, TransportFailure
+from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
+from airflow_provider_codecheck.core.operations import Operation
+from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
+
+T = TypeVar("T")
+
+POOL_SIZE = 100
+"""Connections per shared session; also the ceiling on TLS handshakes while waits keep polling."""
+KEEPALIVE_S = 120.0
+
+
+@dataclass
+class _Shared:
+    session: aiohttp.ClientSession
+    users: int = 0
+
+
+@dataclass
+class _LoopState:
+    sessions: dict[tuple[Any, ...], _Shared] = field(default_factory=dict)
+    token_locks: dict[iam.CacheKey, asyncio.Lock] = field(default_factory=dict)
+
+
+# Keyed by loop so that a test or a restarted triggerer loop never sees another loop's objects.
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+
+
+def _loop_state() -> _LoopState:
+    loop = asyncio.get_running_loop()
+    state = _LOOPS.get(loop)
+    if state is None:
+        state = _LOOPS[loop] = _LoopState()
+    return state
+
+
+def _ssl_for(verify: bool | str) -> ssl.SSLContext | bool:
+    if verify is False:
+        return False
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return True
+
+
+def _new_session(settings: ConnectionSettings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_S, ssl=_ssl_for(settings.verify)
+    )
+    timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(settings.timeout, 10.0))
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+
+
+class AsyncClient:
+    """Non-blocking CodeArts Check client; use as ``async with AsyncClient(settings) as client``."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        ctx: core_flow.Context = core_flow.DEFAULT_CONTEXT,
+        token_cache: iam.TokenCache = iam.TOKEN_CACHE,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.ctx = ctx
+        self.token_cache = token_cache
+        self._shared: _Shared | None = None
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(endpoint={self.settings.endpoint!r}, auth={type(self.settings.auth).__name__})"
+
+    async def __aenter__(self) -> AsyncClient:
+        state = _loop_state()
+        key = self.settings.transport_key()
+        shared = state.sessions.get(key)
+        if shared is None or shared.session.closed:
+            shared = state.sessions[key] = _Shared(_new_session(self.settings))
+        shared.users += 1
+        self._shared = shared
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        shared.users -= 1
+        if shared.users == 0:
+            state = _loop_state()
+            key = self.settings.transport_key()
+            if state.sessions.get(key) is shared:
+                del state.sessions[key]
+            await shared.session.close()
+
+    async def execute(self, op: Operation[T]) -> T:
+        return await self._drive(core_flow.perform(op, self.settings, self.policy, self.ctx))
+
+    # The operations, by name.
+    async def get_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress:
+        return await self.execute(ops.get_task_progress(task_id, job_id))
+
+    async def run_task(self, task_id: str, body: dict[str, object] | None = None) -> RunResult:
+        return await self.execute(ops.run_task(task_id, body))
+
+    async def stop_task(self, task_id: str) -> None:
+        await self.execute(ops.stop_task(task_id))
+
+    async def get_defects_summary(self, task_id: str) -> DefectSummary:
+        return await self.execute(ops.get_defects_summary(task_id))
+
+    async def get_defects_statistic(self, task_id: str) -> DefectStatistic:
+        return await self.execute(ops.get_defects_statistic(task_id))
+
+    async def token(self, stale: str | None = None) -> str:
+        """A valid IAM token for password auth: cached, single-flight across tasks of this loop."""
+        auth = self.settings.auth
+        if not isinstance(auth, PasswordAuth):
+            raise TypeError("IAM tokens exist only for auth_type 'password'")
+        key = iam.cache_key(auth, self.settings.iam_endpoint)
+        lock = _loop_state().token_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if stale is not None:
+                self.token_cache.invalidate(key, stale)
+            cached = self.token_cache.fresh(key, time.time())
+            if cached is not None:
+                return cached.token
+            fetched = await self._drive(
+                core_flow.fetch_token(auth, self.settings.iam_endpoint, self.settings, self.policy, self.ctx)
+            )
+            self.token_cache.store(key, fetched)
+            return fetched.token
+
+    async def _drive(self, flow: core_flow.Flow[T]) -> T:
+        reply: object = None
+        while True:
+            try:
+                effect = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(effect, core_flow.Send):
+                reply = await self._send(effect.request)
+            elif isinstance(effect, core_flow.Sleep):
+                await asyncio.sleep(effect.seconds)
+                reply = None
+            else:
+                reply = await self.token(effect.stale)
+
+    async def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
+        if self._shared is None:
+            raise RuntimeError("AsyncClient must be used inside 'async with'")
+        try:
+            async with self._shared.session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body or None,
+                proxy=self.settings.proxy,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                headers = {name.lower(): value for name, value in response.headers.items()}
+                return HttpResponse(response.status, headers, body)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return TransportFailure("tls", type(exc.certificate_error).__name__, maybe_processed=False)
+        except aiohttp.ClientSSLError as exc:
+            return TransportFailure("tls", type(exc).__name__, maybe_processed=False)
+        except aiohttp.ConnectionTimeoutError:
+            return TransportFailure("connect", "connect timeout", maybe_processed=False)
+        except aiohttp.ClientConnectorError as exc:
+            return TransportFailure("connect", type(exc.os_error).__name__, maybe_processed=False)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            return TransportFailure(
+                "timeout", f"no reply within {self.settings.timeout:g}s", maybe_processed=True
+            )
+        except aiohttp.ClientError as exc:  # disconnects, resets, malformed HTTP, truncated payloads
+            return TransportFailure("reset", type(exc).__name__, maybe_processed=True)
