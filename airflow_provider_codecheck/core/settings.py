@@ -102,9 +102,18 @@ def _as_bool(value: Any, name: str) -> bool:
     raise ConnectionConfigError(f"connection extra {name!r} must be true or false, got {value!r}")
 
 
+_LEGACY_PREFIX = "extra__huaweicloud_codecheck__"
+
+
+def _normalize_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    # Airflow < 3 forms store extras as "extra__<conn_type>__<name>"; a plain key wins over a prefixed one.
+    prefixed = {k[len(_LEGACY_PREFIX) :]: v for k, v in extra.items() if k.startswith(_LEGACY_PREFIX)}
+    plain = {k: v for k, v in extra.items() if not k.startswith(_LEGACY_PREFIX) and v not in (None, "")}
+    return {**prefixed, **plain}
+
+
 def _extra_str(extra: dict[str, Any], name: str) -> str | None:
-    # Airflow < 3 forms store extras with the "extra__<conn_type>__" prefix.
-    value = extra.get(name, extra.get(f"extra__huaweicloud_codecheck__{name}"))
+    value = extra.get(name)
     if value is None:
         return None
     text = str(value).strip()
@@ -121,6 +130,7 @@ def settings_from_connection(
     host: str | None, login: str | None, password: str | None, extra: dict[str, Any]
 ) -> ConnectionSettings:
     """Validate an Airflow connection's fields; errors name the field that is wrong, never its secret."""
+    extra = _normalize_extra(extra)
     auth_type = (_extra_str(extra, "auth_type") or "").lower()
     if auth_type not in AUTH_TYPES:
         raise ConnectionConfigError(
@@ -162,7 +172,7 @@ def settings_from_connection(
     verify: bool | str = _as_bool(extra.get("verify", True), "verify")
     if ca_bundle:
         verify = ca_bundle
-    timeout_raw = extra.get("timeout", DEFAULT_TIMEOUT)
+    timeout_raw = extra.get("timeout") or DEFAULT_TIMEOUT
     try:
         timeout = float(timeout_raw)
     except (TypeError, ValueError):
@@ -185,3 +195,13 @@ def settings_from_connection(
         project_id=_extra_str(extra, "project_id"),
         console_url_template=_extra_str(extra, "console_url_template") or DEFAULT_CONSOLE_URL,
     )
+
+
+def console_url(settings: ConnectionSettings, task_id: str) -> str | None:
+    """Render the console link for a task; None when the template needs a value the connection lacks."""
+    values = {"region": settings.region or "", "project_id": settings.project_id or "", "task_id": task_id}
+    try:
+        url = settings.console_url_template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return None
+    return None if "//" in url.split("://", 1)[-1] else url

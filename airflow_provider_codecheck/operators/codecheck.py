@@ -1,0 +1,180 @@
+"""CodeCheckRunTaskOperator: start a CodeArts Check scan, wait for it, report the verdict."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_codecheck.core.models import TaskStatus
+from airflow_provider_codecheck.core.settings import console_url
+from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.links.codecheck import CONSOLE_URL_XCOM_KEY, CodeCheckTaskLink
+from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
+from airflow_provider_codecheck.results import (
+    check_quality_gate,
+    checked_event,
+    push_result,
+    raise_for_scan,
+    raise_unless_finished,
+    result_of,
+    validate_quality_gate,
+)
+
+SEVEN_DAYS = 7 * 24 * 3600.0
+
+
+class CodeCheckRunTaskOperator(BaseOperator):
+    """Run a CodeArts Check task's scan (optional) and wait for its verdict.
+
+    Returns, and pushes to XCom key by key: ``codecheck_task_id``, ``exec_id``, ``task_status`` (0-3),
+    ``status`` (``success``, ``failed``, ``stopped``; ``started`` when not waiting), ``ratio`` (percent),
+    ``info``, ``defects`` (counts by severity after a successful scan). ``console_url`` and ``exec_id`` are
+    pushed as soon as the scan starts, before any waiting.
+
+    :param codecheck_task_id: CodeArts Check task id (templated).
+    :param codecheck_conn_id: Airflow connection id (templated).
+    :param run: start a scan first (``POST /v2/tasks/{id}/run``); False waits for the latest scan.
+    :param run_body: optional run parameters (templated): ``git_url``, ``git_branch``, ``username``,
+        ``access_token``. Prefer a service endpoint over an access token here: rendered fields are stored.
+    :param wait_for_completion: wait for the scan to end (default True).
+    :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
+    :param poll_interval: seconds between progress polls.
+    :param wait_timeout: seconds to wait for the scan before failing (default 7 days).
+    :param fail_on_failure: a failed or stopped scan fails the task (after the XCom is pushed).
+    :param quality_gate: maximum defects per severity, e.g. ``{"critical": 0, "major": 10}`` (templated).
+    :param cancel_on_kill: stop the scan this task started when the task is killed.
+    :param new_run_grace: seconds after ``run`` during which a terminal status not preceded by "checking"
+        is taken to be the previous scan's (the service reports it for a while after a run starts).
+    :param job_id: optional execution-record id for the progress API (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "codecheck_task_id",
+        "codecheck_conn_id",
+        "run_body",
+        "quality_gate",
+        "job_id",
+    )
+    template_fields_renderers = {"run_body": "json", "quality_gate": "json"}
+    operator_extra_links = (CodeCheckTaskLink(),)
+    ui_color = "#c7000b"
+
+    def __init__(
+        self,
+        *,
+        codecheck_task_id: str,
+        codecheck_conn_id: str = DEFAULT_CONN_ID,
+        run: bool = True,
+        run_body: dict[str, Any] | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        wait_timeout: float = SEVEN_DAYS,
+        fail_on_failure: bool = True,
+        quality_gate: dict[str, int] | None = None,
+        cancel_on_kill: bool = True,
+        new_run_grace: float = 60.0,
+        job_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        if wait_timeout <= 0:
+            raise ValueError(f"wait_timeout must be positive, got {wait_timeout}")
+        self.codecheck_task_id = codecheck_task_id
+        self.codecheck_conn_id = codecheck_conn_id
+        self.run = run
+        self.run_body = run_body
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self.fail_on_failure = fail_on_failure
+        self.quality_gate = quality_gate
+        self.cancel_on_kill = cancel_on_kill
+        self.new_run_grace = new_run_grace
+        self.job_id = job_id
+        self._started_scan = False
+
+    @cached_property
+    def hook(self) -> CodeCheckHook:
+        return CodeCheckHook(self.codecheck_conn_id)
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        validate_quality_gate(self.quality_gate)  # fail before starting anything
+        ti = context["ti"]
+        exec_id, stale_until = self._start(ti.try_number) if self.run else (None, None)
+        ti.xcom_push(key="exec_id", value=exec_id)
+        url = console_url(self.hook.get_settings(), self.codecheck_task_id)
+        ti.xcom_push(key=CONSOLE_URL_XCOM_KEY, value=url)
+        if not self.wait_for_completion:
+            result = {"codecheck_task_id": self.codecheck_task_id, "exec_id": exec_id, "status": "started"}
+            push_result(context, result)
+            return result
+        if self.deferrable:
+            from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
+
+            self.defer(
+                trigger=CodeCheckTaskTrigger(
+                    codecheck_task_id=self.codecheck_task_id,
+                    codecheck_conn_id=self.codecheck_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=time.time() + self.wait_timeout,
+                    exec_id=exec_id,
+                    job_id=self.job_id,
+                    stale_until=stale_until,
+                    cancel_on_kill=self.cancel_on_kill and self._started_scan,
+                ),
+                method_name="execute_complete",
+                # A backstop only: the trigger enforces wait_timeout itself and reports it clearly.
+                timeout=timedelta(seconds=self.wait_timeout + 2 * self.poll_interval + 60),
+            )
+        event = self.hook.wait_for_scan(
+            self.codecheck_task_id, self.poll_interval, self.wait_timeout, stale_until, exec_id, self.job_id
+        )
+        return self._finish(context, event)
+
+    def _start(self, try_number: int) -> tuple[str | None, float | None]:
+        """Start a scan unless an earlier try's scan is still running; returns (exec_id, stale_until)."""
+        before = self.hook.get_task_progress(self.codecheck_task_id, self.job_id)
+        if before.status is TaskStatus.CHECKING and try_number > 1:
+            self.log.info(
+                "CodeArts task %s is already checking (try %s): waiting for that scan, not starting another",
+                self.codecheck_task_id,
+                try_number,
+            )
+            return None, None
+        exec_id = self.hook.run_task(self.codecheck_task_id, self.run_body).exec_id
+        self._started_scan = True
+        self.log.info("Started CodeArts task %s, exec_id %s", self.codecheck_task_id, exec_id)
+        # Only a task that already had a verdict can show a stale one.
+        stale_until = time.time() + self.new_run_grace if before.status.is_terminal else None
+        return exec_id, stale_until
+
+    def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
+        return self._finish(context, checked_event(event))
+
+    def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        raise_unless_finished(event)
+        defects = None
+        if event["status"] == "success":
+            defects = self.hook.get_defects_statistic(self.codecheck_task_id).severity
+        result = result_of(event, defects)
+        push_result(context, result)
+        self.log.info("%s; defects %s", event["message"], defects)
+        if self.fail_on_failure:
+            raise_for_scan(event)
+        if defects is not None:
+            check_quality_gate(self.codecheck_task_id, validate_quality_gate(self.quality_gate), defects)
+        return result
+
+    def on_kill(self) -> None:
+        if self.cancel_on_kill and self._started_scan:
+            self.log.info("Stopping CodeArts task %s", self.codecheck_task_id)
+            self.hook.stop_task(self.codecheck_task_id)

@@ -1,0 +1,80 @@
+"""Turning a wait's final event into the XCom values and the verdict DAG authors chain on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_codecheck.core.models import SEVERITIES
+from airflow_provider_codecheck.core.waiting import validate_event
+from airflow_provider_codecheck.exceptions import (
+    CodeCheckQualityGateFailed,
+    CodeCheckScanFailed,
+    CodeCheckWaitError,
+)
+
+# Keys pushed to XCom by the sensor and the operator (the return value holds the same dict).
+XCOM_KEYS = ("codecheck_task_id", "exec_id", "task_status", "status", "ratio", "info", "defects")
+
+
+def checked_event(event: Any) -> dict[str, Any]:
+    try:
+        return validate_event(event)
+    except ValueError as error:
+        raise CodeCheckWaitError(f"CodeArts Check wait returned an invalid event: {error}") from None
+
+
+def result_of(event: dict[str, Any], defects: dict[str, int] | None = None) -> dict[str, Any]:
+    return {
+        "codecheck_task_id": event["codecheck_task_id"],
+        "exec_id": event.get("exec_id"),
+        "task_status": event.get("task_status"),
+        "status": event["status"],
+        "ratio": event.get("ratio"),
+        "info": event.get("info"),
+        "defects": defects,
+    }
+
+
+def push_result(context: Any, result: dict[str, Any]) -> None:
+    ti = context["ti"]
+    for key in XCOM_KEYS:
+        ti.xcom_push(key=key, value=result.get(key))
+
+
+def raise_unless_finished(event: dict[str, Any]) -> None:
+    """Raise for events that carry no scan verdict (error, timeout)."""
+    if event["status"] in ("error", "timeout"):
+        raise CodeCheckWaitError(event["message"])
+
+
+def raise_for_scan(event: dict[str, Any]) -> None:
+    if event["status"] in ("failed", "stopped"):
+        raise CodeCheckScanFailed(event["message"])
+
+
+def validate_quality_gate(gate: Any) -> dict[str, int]:
+    if gate is None:
+        return {}
+    if not isinstance(gate, dict):
+        raise ValueError(
+            f"quality_gate must be a dict of severity -> maximum count, got {type(gate).__name__}"
+        )
+    unknown = sorted(set(gate) - set(SEVERITIES))
+    if unknown:
+        raise ValueError(f"quality_gate has unknown severities {unknown}; use {', '.join(SEVERITIES)}")
+    limits: dict[str, int] = {}
+    for severity, limit in gate.items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"quality_gate[{severity!r}] must be a non-negative int, got {limit!r}")
+        limits[severity] = limit
+    return limits
+
+
+def check_quality_gate(task_id: str, gate: dict[str, int], defects: dict[str, int]) -> None:
+    breaches = [
+        f"{sev} {defects.get(sev, 0)} > {limit}" for sev, limit in gate.items() if defects.get(sev, 0) > limit
+    ]
+    if breaches:
+        raise CodeCheckQualityGateFailed(
+            f"CodeArts task {task_id} failed the quality gate: {', '.join(breaches)}"
+        )

@@ -1,0 +1,114 @@
+"""CodeCheckTaskSensor: wait for a CodeArts Check scan started elsewhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_provider_codecheck.core.errors import CodeCheckError
+from airflow_provider_codecheck.core.waiting import describe, make_event
+from airflow_provider_codecheck.exceptions import CodeCheckWaitError
+from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
+from airflow_provider_codecheck.results import (
+    checked_event,
+    push_result,
+    raise_for_scan,
+    raise_unless_finished,
+    result_of,
+)
+
+
+class CodeCheckTaskSensor(BaseSensorOperator):
+    """Wait until a CodeArts Check task's latest scan ends.
+
+    Succeeds when the scan succeeds (task_status 2) and returns the result dict (also pushed to XCom under
+    ``codecheck_task_id``, ``exec_id``, ``task_status``, ``status``, ``ratio``, ``info``, ``defects``).
+    A failed (1) or stopped (3) scan raises ``CodeCheckScanFailed`` (``soft_fail=True`` skips instead);
+    running past ``timeout`` raises ``AirflowSensorTimeout``. A task never scanned keeps the sensor waiting.
+
+    :param codecheck_task_id: CodeArts Check task id (templated).
+    :param codecheck_conn_id: Airflow connection id (templated).
+    :param job_id: optional execution-record id for the progress API (templated).
+    :param deferrable: wait in the triggerer instead of a worker slot; defaults to
+        ``[operators] default_deferrable``. ``poke_interval`` is the poll interval in every mode.
+    """
+
+    template_fields: Sequence[str] = ("codecheck_task_id", "codecheck_conn_id", "job_id")
+    ui_color = "#c7000b"
+
+    def __init__(
+        self,
+        *,
+        codecheck_task_id: str,
+        codecheck_conn_id: str = DEFAULT_CONN_ID,
+        job_id: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.codecheck_task_id = codecheck_task_id
+        self.codecheck_conn_id = codecheck_conn_id
+        self.job_id = job_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> CodeCheckHook:
+        return CodeCheckHook(self.codecheck_conn_id)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
+
+        self.defer(
+            trigger=CodeCheckTaskTrigger(
+                codecheck_task_id=self.codecheck_task_id,
+                codecheck_conn_id=self.codecheck_conn_id,
+                poll_interval=self.poke_interval,
+                deadline=time.time() + self.timeout,
+                job_id=self.job_id,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        try:
+            progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id)
+        except CodeCheckError as error:
+            if error.retryable:
+                self.log.warning("Transient error, poking again later: %s", error)
+                return False
+            raise CodeCheckWaitError(str(error)) from None
+        self.log.info("CodeArts task %s: %s", self.codecheck_task_id, describe(progress))
+        if not progress.status.is_terminal:
+            return False
+        event = make_event(
+            progress.status.value, self.codecheck_task_id, f"scan ended: {describe(progress)}", progress
+        )
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
+
+    def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
+        checked = checked_event(event)
+        if checked["status"] == "timeout":
+            raise AirflowSensorTimeout(checked["message"])
+        return self._finish(context, checked)
+
+    def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        raise_unless_finished(event)
+        result = result_of(event)
+        push_result(context, result)
+        raise_for_scan(event)
+        self.log.info("%s", event["message"])
+        return result

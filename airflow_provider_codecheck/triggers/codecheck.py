@@ -1,0 +1,128 @@
+"""CodeCheckTaskTrigger: waits for a CodeArts Check scan in the triggerer's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_codecheck.core.errors import CodeCheckError, TransportError
+from airflow_provider_codecheck.core.models import TaskProgress
+from airflow_provider_codecheck.core.waiting import Pause, Poll, make_event, wait_for_scan
+from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow_provider_codecheck.transport.aio import AsyncClient
+
+
+class CodeCheckTaskTrigger(BaseTrigger):
+    """Poll ``GET /v2/tasks/{task_id}/progress`` until the scan ends; fire one event.
+
+    Its kwargs (what Airflow stores, in plain JSON) hold only ids, times and flags, never a credential:
+    the connection is read again, asynchronously, whenever the trigger (re)starts.
+
+    :param codecheck_task_id: the CodeArts Check task id.
+    :param codecheck_conn_id: Airflow connection id.
+    :param poll_interval: seconds between polls.
+    :param deadline: Unix time after which the trigger fires a ``timeout`` event (None: wait forever).
+    :param exec_id: id of the run being waited for (reported back in the event).
+    :param job_id: optional execution-record id passed to the progress API.
+    :param stale_until: Unix time until which a terminal status not preceded by "checking" is taken to be the
+        previous run's (set when the waiter just started a run).
+    :param cancel_on_kill: stop the scan if a user kills the deferred task (Airflow >= 3.3).
+    """
+
+    def __init__(
+        self,
+        codecheck_task_id: str,
+        codecheck_conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 30.0,
+        deadline: float | None = None,
+        exec_id: str | None = None,
+        job_id: str | None = None,
+        stale_until: float | None = None,
+        cancel_on_kill: bool = False,
+    ) -> None:
+        super().__init__()
+        self.codecheck_task_id = codecheck_task_id
+        self.codecheck_conn_id = codecheck_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+        self.exec_id = exec_id
+        self.job_id = job_id
+        self.stale_until = stale_until
+        self.cancel_on_kill = cancel_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "codecheck_task_id": self.codecheck_task_id,
+                "codecheck_conn_id": self.codecheck_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "exec_id": self.exec_id,
+                "job_id": self.job_id,
+                "stale_until": self.stale_until,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"<CodeCheckTaskTrigger task={self.codecheck_task_id!r} conn={self.codecheck_conn_id!r}>"
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = CodeCheckHook(self.codecheck_conn_id)
+        try:
+            async with hook.async_client() as client:
+                event = await self._wait(client)
+        except CodeCheckError as error:  # e.g. a broken connection: report it, do not crash the triggerer
+            event = make_event("error", self.codecheck_task_id, str(error), exec_id=self.exec_id, error=error)
+        yield TriggerEvent(event)
+
+    async def _wait(self, client: AsyncClient) -> dict[str, Any]:
+        flow = wait_for_scan(
+            self.codecheck_task_id, self.poll_interval, self.deadline, self.stale_until, self.exec_id
+        )
+        answer: Any = None
+        while True:
+            try:
+                effect = flow.send(answer)
+            except StopIteration as done:
+                return dict(done.value)
+            answer = None
+            if isinstance(effect, Poll):
+                answer = await self._poll(client, effect.timeout)
+            elif isinstance(effect, Pause):
+                await asyncio.sleep(effect.seconds)
+            else:
+                getattr(self.log, effect.level)(effect.message)
+
+    async def _poll(self, client: AsyncClient, timeout: float | None) -> TaskProgress | CodeCheckError:
+        try:
+            # Bound the poll (with its retries) by the deadline, so the wait ends on time.
+            result: TaskProgress = await asyncio.wait_for(
+                client.get_task_progress(self.codecheck_task_id, self.job_id), timeout
+            )
+            return result
+        except asyncio.TimeoutError:
+            return TransportError("poll cut short by the wait deadline")
+        except CodeCheckError as error:
+            return error
+
+    async def on_kill(self) -> None:
+        """Stop the scan when a user kills the deferred task and ``cancel_on_kill`` is set."""
+        if not self.cancel_on_kill:
+            return
+        hook = CodeCheckHook(self.codecheck_conn_id)
+        try:
+            async with hook.async_client() as client:
+                await client.stop_task(self.codecheck_task_id)
+            self.log.info(
+                "Stopped CodeArts task %s after the Airflow task was killed", self.codecheck_task_id
+            )
+        except CodeCheckError as error:
+            self.log.error("Could not stop CodeArts task %s: %s", self.codecheck_task_id, error)
