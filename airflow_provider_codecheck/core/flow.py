@@ -24,6 +24,7 @@ from airflow_provider_codecheck.core.errors import (
     TransportError,
 )
 from airflow_provider_codecheck.core.http import (
+    USER_AGENT,
     ApiCall,
     HttpRequest,
     HttpResponse,
@@ -63,11 +64,12 @@ Flow = Generator[Effect, Any, T]
 
 @dataclass(frozen=True)
 class Context:
-    """The non-I/O sources a flow reads: clocks and randomness, replaceable in tests."""
+    """What a flow reads from its surroundings: clocks, randomness, the User-Agent; replaceable in tests."""
 
     monotonic: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = utc_now
     rand: Callable[[], float] = random.random
+    user_agent: str = USER_AGENT
 
 
 DEFAULT_CONTEXT = Context()
@@ -131,7 +133,7 @@ def perform(
     token: str | None = (yield NeedToken(stale=None)) if needs_token else None
 
     def build() -> HttpRequest:
-        return build_request(op.call, settings.endpoint, settings, token, ctx.now())
+        return build_request(op.call, settings.endpoint, settings, token, ctx.now(), ctx.user_agent)
 
     def read(outcome: HttpResponse | TransportFailure, url: str) -> T:
         return _read(outcome, url, lambda response: op.parse(decode(response)))
@@ -154,7 +156,7 @@ def fetch_token(
 
     def build() -> HttpRequest:
         # No token yet: the password in the body is the credential.
-        return build_request(call, iam_endpoint, settings, None, ctx.now())
+        return build_request(call, iam_endpoint, settings, None, ctx.now(), ctx.user_agent)
 
     def read(outcome: HttpResponse | TransportFailure, url: str) -> IamToken:
         return _read(outcome, url, lambda response: iam.parse_token_response(response, auth))

@@ -68,13 +68,18 @@ def encode_body(body: Any) -> bytes:
 
 
 def build_request(
-    call: ApiCall, base_url: str, settings: ConnectionSettings, token: str | None, now: datetime
+    call: ApiCall,
+    base_url: str,
+    settings: ConnectionSettings,
+    token: str | None,
+    now: datetime,
+    user_agent: str = USER_AGENT,
 ) -> HttpRequest:
     """Attach authentication to a call. ``token`` is the IAM token for password auth (None: send none)."""
     body = encode_body(call.body)
     query = signing.canonical_query(call.query)
     url = base_url + call.path + (f"?{query}" if query else "")
-    headers = {"Content-Type": JSON_CONTENT_TYPE, "User-Agent": USER_AGENT}
+    headers = {"Content-Type": JSON_CONTENT_TYPE, "User-Agent": user_agent}
     auth = settings.auth
     if isinstance(auth, AkSkAuth):
         headers["Host"] = urlsplit(base_url).netloc

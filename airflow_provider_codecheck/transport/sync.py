@@ -11,13 +11,16 @@ import requests
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.core import operations as ops
-from airflow_provider_codecheck.core.http import HttpRequest, HttpResponse, TransportFailure
+from airflow_provider_codecheck.core.http import USER_AGENT, HttpRequest, HttpResponse, TransportFailure
 from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.operations import Operation
 from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
 
 T = TypeVar("T")
+
+# The transport names itself in the User-Agent, so the service side can tell worker from triggerer calls.
+DEFAULT_CONTEXT = core_flow.Context(user_agent=f"{USER_AGENT} requests")
 
 # One lock per token-cache key: concurrent threads wanting the same token make a single IAM call.
 _TOKEN_LOCKS: dict[iam.CacheKey, threading.Lock] = {}
@@ -36,7 +39,7 @@ class SyncClient:
         self,
         settings: ConnectionSettings,
         policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-        ctx: core_flow.Context = core_flow.DEFAULT_CONTEXT,
+        ctx: core_flow.Context = DEFAULT_CONTEXT,
         token_cache: iam.TokenCache = iam.TOKEN_CACHE,
     ) -> None:
         self.settings = settings

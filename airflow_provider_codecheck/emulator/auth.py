@@ -1,0 +1,145 @@
+"""Authentication of CodeArts Check requests: IAM tokens (``X-Auth-Token``) and AK/SK signatures.
+
+AK/SK requests are verified by recomputing the signature with ``core.signing``, the same code the provider
+signs with, so the emulator checks exactly the bytes a real client sends.
+
+Error codes (401 in every case):
+
+* token missing from the store or expired → ``CC.00000003`` (CodeArts' documented "authentication expired");
+* no credentials, unknown AK, bad signature, bad security token → ``APIGW.0301`` (APIG's IAM-auth failure);
+* ``X-Sdk-Date`` missing, unsigned, malformed or more than 15 minutes off → ``APIGW.0303``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from multidict import CIMultiDictProxy
+
+from airflow_provider_codecheck.core import signing
+from airflow_provider_codecheck.emulator.defaults import AccessKey
+
+WallClock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TokenStore:
+    """Tokens this emulator issued, with their expiry on the emulator's monotonic clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._expiry: dict[str, float] = {}
+
+    def issue(self, lifetime_s: float) -> str:
+        # Real IAM tokens are long base64 blobs starting with "MII"; clients should not parse them anyway.
+        token = "MII" + secrets.token_urlsafe(96)
+        self._expiry[token] = self.clock() + lifetime_s
+        return token
+
+    def is_valid(self, token: str) -> bool:
+        expiry = self._expiry.get(token)
+        return expiry is not None and self.clock() < expiry
+
+    def expire_all(self) -> None:
+        now = self.clock()
+        self._expiry = dict.fromkeys(self._expiry, now)
+
+    def clear(self) -> None:
+        self._expiry.clear()
+
+
+@dataclass(frozen=True)
+class AuthFailure:
+    error_code: str
+    error_msg: str
+
+
+TOKEN_EXPIRED = AuthFailure("CC.00000003", "Authentication information expired.")
+
+
+def _aksk_failure(reason: str) -> AuthFailure:
+    return AuthFailure("APIGW.0301", f"Incorrect IAM authentication information: {reason}")
+
+
+def _date_failure(reason: str) -> AuthFailure:
+    return AuthFailure("APIGW.0303", f"Incorrect IAM authentication information: {reason}")
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """The parts of an HTTP request that the signature covers."""
+
+    method: str
+    path: str
+    query: Iterable[tuple[str, str]]
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class Authenticator:
+    def __init__(
+        self,
+        tokens: TokenStore,
+        access_keys: dict[str, AccessKey],
+        max_skew_s: float,
+        wall_clock: WallClock = utc_now,
+    ) -> None:
+        self.tokens = tokens
+        self.access_keys = access_keys
+        self.max_skew_s = max_skew_s
+        self.wall_clock = wall_clock
+
+    def check(self, request: SignedRequest) -> AuthFailure | None:
+        """Return None when the request is authenticated, else why not."""
+        token = request.headers.get("X-Auth-Token")
+        if token is not None:
+            return None if self.tokens.is_valid(token) else TOKEN_EXPIRED
+        authorization = request.headers.get("Authorization")
+        if authorization is None:
+            return _aksk_failure("no X-Auth-Token or Authorization header")
+        return self._check_signature(request, authorization)
+
+    def _check_signature(self, request: SignedRequest, authorization: str) -> AuthFailure | None:
+        try:
+            access_key, signed_headers, claimed = signing.parse_authorization(authorization)
+        except ValueError as err:
+            return _aksk_failure(f"malformed Authorization header ({err})")
+        key = self.access_keys.get(access_key)
+        if key is None:
+            return _aksk_failure("access key not found")
+        if key.security_token is not None and request.headers.get("X-Security-Token") != key.security_token:
+            return _aksk_failure("security token invalid")
+        if key.security_token is None and "X-Security-Token" in request.headers:
+            return _aksk_failure("security token invalid")
+        date_failure = self._check_date(request, signed_headers)
+        if date_failure is not None:
+            return date_failure
+        headers = {name: ", ".join(request.headers.getall(name)) for name in request.headers}
+        canonical = signing.canonical_request(
+            request.method, request.path, request.query, headers, request.body, signed_headers
+        )
+        to_sign = signing.string_to_sign(canonical, request.headers[signing.DATE_HEADER])
+        expected = signing.signature(key.secret_key, to_sign)
+        if not hmac.compare_digest(expected, claimed):
+            return _aksk_failure("verify aksk signature fail")
+        return None
+
+    def _check_date(self, request: SignedRequest, signed_headers: list[str]) -> AuthFailure | None:
+        value = request.headers.get(signing.DATE_HEADER)
+        if value is None or signing.DATE_HEADER.lower() not in signed_headers:
+            return _date_failure(f"{signing.DATE_HEADER} must be present and signed")
+        try:
+            moment = signing.parse_sdk_date(value)
+        except ValueError:
+            return _date_failure(f"{signing.DATE_HEADER} is malformed")
+        if abs((self.wall_clock() - moment).total_seconds()) > self.max_skew_s:
+            return _date_failure(f"{signing.DATE_HEADER} is more than {self.max_skew_s:g} s off")
+        return None

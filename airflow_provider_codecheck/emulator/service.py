@@ -1,0 +1,83 @@
+"""All mutable emulator state and the operations on it, shared by the HTTP handlers and the admin API.
+
+Everything here runs on the emulator's event loop thread; ``EmulatorServer`` marshals calls from other threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_codecheck.emulator.auth import Authenticator, TokenStore, WallClock, utc_now
+from airflow_provider_codecheck.emulator.defaults import EmulatorConfig
+from airflow_provider_codecheck.emulator.faults import Fault, FaultPlan
+from airflow_provider_codecheck.emulator.state import SUCCEEDED, Task, TaskRegistry, terminal_progress
+from airflow_provider_codecheck.emulator.stats import Stats
+
+
+class EmulatorService:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: WallClock = utc_now,
+    ) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.stats = Stats()
+        self.tasks = TaskRegistry(clock)
+        self.tokens = TokenStore(clock)
+        self.auth = Authenticator(
+            self.tokens, self.config.access_keys, self.config.max_clock_skew_s, wall_clock
+        )
+        self.global_faults = FaultPlan([], self.config.seed)
+        self.task_faults: dict[str, FaultPlan] = {}
+
+    # --- admin operations -------------------------------------------------------------------------------
+
+    def put_task(self, spec: dict[str, Any]) -> dict[str, Any]:
+        task = Task.from_spec(spec)
+        # Build the plan first so an invalid fault spec leaves the previous task untouched.
+        plan = FaultPlan(task.faults, seed=f"{self.config.seed}:{task.task_id}")
+        self.task_faults[task.task_id] = plan
+        self.tasks.put(task, running=bool(spec.get("running")))
+        return self.task_json(task)
+
+    def task_json(self, task: Task) -> dict[str, Any]:
+        return {**task.to_admin_json(self.clock()), "runs": self.stats.runs.get(task.task_id, 0)}
+
+    def set_faults(self, specs: list[Any], seed: int | None = None) -> None:
+        self.global_faults = FaultPlan(specs, self.config.seed if seed is None else seed)
+
+    def issue_token(self, lifetime_s: float | None = None) -> str:
+        return self.tokens.issue(self.config.token_lifetime_s if lifetime_s is None else lifetime_s)
+
+    def reset(self) -> None:
+        self.tasks.clear()
+        self.task_faults.clear()
+        self.global_faults = FaultPlan([], self.config.seed)
+        self.tokens.clear()
+        self.stats.reset()
+
+    # --- request-time helpers ---------------------------------------------------------------------------
+
+    def lookup(self, task_id: str) -> Task | None:
+        task = self.tasks.get(task_id)
+        if task is None and self.config.auto_create:
+            task = self.tasks.put(Task(task_id=task_id, initial=terminal_progress(SUCCEEDED)))
+        return task
+
+    def pick_fault(self, route: str, task_id: str | None) -> Fault | None:
+        """Per-task faults first, then the global plan; the injected fault is counted."""
+        plan = self.task_faults.get(task_id) if task_id else None
+        fault = (plan.pick(route) if plan else None) or self.global_faults.pick(route)
+        if fault is not None:
+            self.stats.faults_injected[fault.kind] += 1
+        return fault
+
+    def wall_time_of(self, monotonic_moment: float) -> datetime:
+        """Map a moment of the monotonic clock to UTC wall time (for the timestamps in responses)."""
+        return self.wall_clock() - timedelta(seconds=self.clock() - monotonic_moment)

@@ -1,0 +1,223 @@
+"""Scan lifecycle of emulated CodeArts Check tasks.
+
+Time comes from an injectable monotonic clock, so tests can move time by hand (``ManualClock``) and check
+the lag / running / final phases exactly instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_codecheck.emulator import defaults
+
+Clock = Callable[[], float]
+
+RUNNING, FAILED, SUCCEEDED, STOPPED = 0, 1, 2, 3
+TERMINAL = (FAILED, SUCCEEDED, STOPPED)
+SEVERITIES = ("critical", "major", "minor", "suggestion")
+
+
+class ManualClock:
+    """A monotonic clock that only moves when told to; pass it as ``clock=`` to the server."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What ``GET .../progress`` reports; ``None`` everywhere means "never checked"."""
+
+    task_status: int | None = None
+    ratio: str | None = None
+    info: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task_status": self.task_status, "progress": {"ratio": self.ratio, "info": self.info}}
+
+
+NEVER_RUN = Progress()
+
+
+def terminal_progress(status: int) -> Progress:
+    # Per the docs, ratio and info are only filled while checking and after a successful check.
+    if status == SUCCEEDED:
+        return Progress(SUCCEEDED, "100%", "success")
+    return Progress(status, None, None)
+
+
+@dataclass
+class Scan:
+    exec_id: str
+    started_at: float
+    lag_s: float
+    duration_s: float
+    final_status: int
+    # What progress showed before this scan; reported again during the lag.
+    previous: Progress
+    stopped_at: float | None = None
+
+    def ends_at(self) -> float:
+        return self.started_at + self.lag_s + self.duration_s
+
+    def is_running(self, now: float) -> bool:
+        return self.stopped_at is None and now < self.ends_at()
+
+    def progress(self, now: float) -> Progress:
+        if self.stopped_at is not None:
+            return terminal_progress(STOPPED)
+        elapsed = now - self.started_at
+        if elapsed < self.lag_s:
+            # Deliberately stale: a client must not take the previous result for this scan's result.
+            return self.previous
+        if now < self.ends_at():
+            # The epsilon keeps float noise (1009.9 - 1000 = 9.8999...) from showing 98% at 99%.
+            percent = int(100 * (elapsed - self.lag_s) / self.duration_s + 1e-9)
+            return Progress(RUNNING, f"{min(percent, 100)}%", "running")
+        return terminal_progress(self.final_status)
+
+    def finished_at(self, now: float) -> float | None:
+        if self.stopped_at is not None:
+            return self.stopped_at
+        return self.ends_at() if now >= self.ends_at() else None
+
+
+class SpecError(ValueError):
+    """An admin task spec is invalid; answered with HTTP 400."""
+
+
+def _number(spec: dict[str, Any], key: str, default: float) -> float:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SpecError(f"{key} must be a non-negative number")
+    return float(value)
+
+
+@dataclass
+class Task:
+    task_id: str
+    duration_s: float = defaults.TASK_DURATION_S
+    final_status: int = defaults.TASK_FINAL_STATUS
+    lag_s: float = 0.0
+    defects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+    resolved: int = 0
+    dismissed: int = 0
+    task_name: str = ""
+    git_url: str = ""
+    git_branch: str = "master"
+    # Progress shown before the first scan; None = never checked.
+    initial: Progress = NEVER_RUN
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    scan: Scan | None = None
+    created_wall: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    SPEC_KEYS = frozenset(
+        {"task_id", "duration_s", "final_status", "running", "lag_s", "defects", "faults", "initial_status"}
+        | {"task_name", "git_url", "git_branch"}
+    )
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Task:
+        unknown = sorted(set(spec) - cls.SPEC_KEYS)
+        if unknown:  # a typo must not silently give a different scenario
+            raise SpecError(f"unknown task spec keys {unknown}; known: {sorted(cls.SPEC_KEYS)}")
+        task_id = spec.get("task_id") or uuid.uuid4().hex
+        if not isinstance(task_id, str):
+            raise SpecError("task_id must be a string")
+        final_status = spec.get("final_status", defaults.TASK_FINAL_STATUS)
+        if final_status not in TERMINAL:
+            raise SpecError("final_status must be 1 (failed), 2 (success) or 3 (stopped)")
+        initial_status = spec.get("initial_status")
+        if initial_status is not None and initial_status not in TERMINAL:
+            raise SpecError("initial_status must be null, 1, 2 or 3")
+        defects = spec.get("defects") or {}
+        if not isinstance(defects, dict) or any(
+            not isinstance(defects.get(name, 0), int) or defects.get(name, 0) < 0 for name in SEVERITIES
+        ):
+            raise SpecError("defects must map critical/major/minor/suggestion to non-negative integers")
+        faults = spec.get("faults") or []
+        if not isinstance(faults, list):
+            raise SpecError("faults must be a list")
+        return cls(
+            task_id=task_id,
+            duration_s=_number(spec, "duration_s", defaults.TASK_DURATION_S),
+            final_status=final_status,
+            lag_s=_number(spec, "lag_s", 0.0),
+            defects={name: int(defects.get(name, 0)) for name in SEVERITIES},
+            resolved=int(defects.get("resolved", 0)),
+            dismissed=int(defects.get("dismissed", 0)),
+            task_name=str(spec.get("task_name") or f"emulated-{task_id}"),
+            git_url=str(spec.get("git_url") or f"https://codehub.example.com/demo/{task_id}.git"),
+            git_branch=str(spec.get("git_branch") or "master"),
+            initial=NEVER_RUN if initial_status is None else terminal_progress(initial_status),
+            faults=faults,
+        )
+
+    def is_running(self, now: float) -> bool:
+        return self.scan is not None and self.scan.is_running(now)
+
+    def progress(self, now: float) -> Progress:
+        return self.scan.progress(now) if self.scan else self.initial
+
+    def start_scan(self, now: float) -> Scan:
+        """Start a scan; the caller has checked that none is running."""
+        self.scan = Scan(
+            exec_id=uuid.uuid4().hex,
+            started_at=now,
+            lag_s=self.lag_s,
+            duration_s=self.duration_s,
+            final_status=self.final_status,
+            previous=self.progress(now),
+        )
+        return self.scan
+
+    def stop_scan(self, now: float) -> bool:
+        if self.scan is None or not self.scan.is_running(now):
+            return False
+        self.scan.stopped_at = now
+        return True
+
+    def to_admin_json(self, now: float) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "duration_s": self.duration_s,
+            "final_status": self.final_status,
+            "lag_s": self.lag_s,
+            "defects": dict(self.defects),
+            "faults": self.faults,
+            "running": self.is_running(now),
+            "last_exec_id": self.scan.exec_id if self.scan else None,
+            **self.progress(now).to_json(),
+        }
+
+
+class TaskRegistry:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self.tasks: dict[str, Task] = {}
+
+    def now(self) -> float:
+        return self.clock()
+
+    def put(self, task: Task, running: bool = False) -> Task:
+        self.tasks[task.task_id] = task
+        if running:
+            task.start_scan(self.now())
+        return task
+
+    def get(self, task_id: str) -> Task | None:
+        return self.tasks.get(task_id)
+
+    def clear(self) -> None:
+        self.tasks.clear()

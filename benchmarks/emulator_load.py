@@ -1,0 +1,148 @@
+"""Load check of the CodeArts Check emulator: many concurrent polling clients against one emulator core.
+
+Starts the CLI (pinned to CPU 0 with ``taskset`` when available), pins this process to another CPU, then runs
+N concurrent aiohttp clients, each on its own TCP connection, each polling ``progress`` several times.
+Prints errors, requests/s and latency percentiles.
+
+    .venv/bin/python benchmarks/emulator_load.py [--clients 2000] [--polls 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+
+
+def start_emulator(server_cpu: int) -> tuple[subprocess.Popen[str], str, bool]:
+    command = [sys.executable, "-m", "airflow_provider_codecheck.emulator", "--port", "0"]
+    pinned = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+    if pinned:
+        command = ["taskset", "-c", str(server_cpu), *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip(), pinned
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User+system CPU time of a process (Linux /proc), to tell whether server or client was the bottleneck."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def client(
+    base_url: str, token: str, task_id: str, polls: int, latencies: list[float], errors: Counter[str]
+) -> None:
+    # One connector per client: each client holds its own TCP connection, as separate workers would.
+    connector = aiohttp.TCPConnector(limit=1)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+        for _ in range(polls):
+            started = time.perf_counter()
+            try:
+                async with session.get(
+                    f"/v2/tasks/{task_id}/progress", headers={"X-Auth-Token": token}
+                ) as response:
+                    body = await response.json()
+                    if response.status != 200 or "task_status" not in body:
+                        errors[f"HTTP {response.status}"] += 1
+                        continue
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                errors[type(err).__name__] += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+
+async def load(base_url: str, clients: int, polls: int, tasks: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession(base_url) as admin:
+        for index in range(tasks):
+            spec = {"task_id": f"load-{index}", "duration_s": 3600, "running": True}
+            (await admin.post("/_emulator/tasks", json=spec)).release()
+        async with admin.post("/_emulator/tokens", json={"lifetime_s": 3600}) as response:
+            token = (await response.json())["token"]
+        (await admin.post("/_emulator/faults", json={"faults": []})).release()
+
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(client(base_url, token, f"load-{i % tasks}", polls, latencies, errors) for i in range(clients))
+    )
+    elapsed = time.perf_counter() - started
+
+    async with aiohttp.ClientSession(base_url) as admin, admin.get("/_emulator/stats") as response:
+        stats = await response.json()
+    return {
+        "clients": clients,
+        "requests_ok": len(latencies),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "elapsed_s": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * percentile(latencies, 0.50), 2) if latencies else float("nan"),
+        "p99_ms": round(1000 * percentile(latencies, 0.99), 2) if latencies else float("nan"),
+        "mean_ms": round(1000 * statistics.fmean(latencies), 2) if latencies else float("nan"),
+        "server_connections": stats["connections"],
+        "server_requests_total": stats["requests_total"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--polls", type=int, default=5, help="progress polls per client")
+    parser.add_argument("--tasks", type=int, default=50, help="distinct running tasks polled")
+    args = parser.parse_args()
+
+    raise_fd_limit(2 * args.clients + 256)  # inherited by the emulator child as well
+    process, base_url, pinned = start_emulator(server_cpu=0)
+    if pinned and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})  # keep the load generator off the emulator's core
+    try:
+        cpu_before = cpu_seconds(process.pid)
+        result = asyncio.run(load(base_url, args.clients, args.polls, args.tasks))
+        cpu_after = cpu_seconds(process.pid)
+        if cpu_before is not None and cpu_after is not None:
+            busy = cpu_after - cpu_before
+            result["server_cpu_s"] = round(busy, 2)
+            result["server_cpu_util"] = f"{100 * busy / result['elapsed_s']:.0f}%"
+            result["server_capacity_req_per_cpu_s"] = (
+                round(result["requests_ok"] / busy, 1) if busy else "n/a"
+            )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=30)
+    print(f"emulator: {base_url} (pinned to CPU 0: {pinned}), exit code {exit_code}")
+    for key, value in result.items():
+        print(f"{key:>22}: {value}")
+    return 0 if result["errors"] == 0 and exit_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Scan lifecycle: never run, lag, running ratio, final states, stop, run while running, admin views."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from airflow_provider_codecheck.emulator.server import EmulatorServer
+
+NEVER = {"task_status": None, "progress": {"ratio": None, "info": None}}
+SUCCESS = {"task_status": 2, "progress": {"ratio": "100%", "info": "success"}}
+
+
+def running(ratio: str) -> dict:
+    return {"task_status": 0, "progress": {"ratio": ratio, "info": "running"}}
+
+
+def test_never_run_task_reports_nulls(clocked):
+    api, _ = clocked
+    api.server.add_task(task_id="t1")
+    assert api.progress("t1") == NEVER
+
+
+def test_run_progress_rises_linearly_then_succeeds(clocked):
+    api, clock = clocked
+    api.server.add_task(task_id="t1", duration_s=10)
+    response = api.run("t1")
+    assert response.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", response.json()["exec_id"])
+    assert api.progress("t1") == running("0%")
+    clock.advance(2.5)
+    assert api.progress("t1") == running("25%")
+    clock.advance(7.4)
+    assert api.progress("t1") == running("99%")
+    clock.advance(0.1)
+    assert api.progress("t1") == SUCCESS
+
+
+@pytest.mark.parametrize("final_status", [1, 3])
+def test_failed_and_stopped_results_have_null_progress(clocked, final_status):
+    api, clock = clocked
+    api.server.add_task(task_id="t1", duration_s=1, final_status=final_status)
+    api.run("t1")
+    clock.advance(1)
+    assert api.progress("t1") == {"task_status": final_status, "progress": {"ratio": None, "info": None}}
+
+
+def test_lag_reports_the_previous_terminal_state(clocked):
+    api, clock = clocked
+    api.server.add_task(task_id="t1", duration_s=1, lag_s=3)
+    api.run("t1")
+    assert api.progress("t1") == NEVER, "first run: before the lag ends the task looks never checked"
+    clock.advance(3)
+    assert api.progress("t1") == running("0%")
+    clock.advance(1)
+    assert api.progress("t1") == SUCCESS
+
+    second = api.run("t1").json()["exec_id"]
+    clock.advance(2.9)
+    assert api.progress("t1") == SUCCESS, "the old result is reported again during the lag"
+    clock.advance(0.6)
+    assert api.progress("t1") == running("50%")
+    assert api.server.get_task("t1")["last_exec_id"] == second
+
+
+def test_initial_status_is_shown_during_first_lag(clocked):
+    api, _ = clocked
+    api.server.add_task(task_id="t1", lag_s=5, initial_status=1)
+    api.run("t1")
+    assert api.progress("t1")["task_status"] == 1
+
+
+def test_run_while_running_is_refused_with_http_200(clocked):
+    api, clock = clocked
+    api.server.add_task(task_id="t1", duration_s=5, lag_s=1)
+    first = api.run("t1").json()["exec_id"]
+    for _ in range(2):  # during the lag and while running
+        response = api.run("t1")
+        assert response.status_code == 200
+        assert response.json() == {"error_code": "CC.00050015", "error_msg": "task is running"}
+        clock.advance(1)
+    clock.advance(5)
+    assert api.run("t1").json()["exec_id"] != first
+    assert api.server.stats()["runs"] == {"t1": 4}
+    assert api.server.get_task("t1")["runs"] == 4
+
+
+def test_stop_running_scan(clocked):
+    api, clock = clocked
+    api.server.add_task(task_id="t1", duration_s=5)
+    api.run("t1")
+    clock.advance(1)
+    response = api.post("/v2/tasks/t1/stop")
+    assert (response.status_code, response.json()) == (200, {})
+    assert api.progress("t1") == {"task_status": 3, "progress": {"ratio": None, "info": None}}
+    clock.advance(10)
+    assert api.progress("t1")["task_status"] == 3
+    assert "exec_id" in api.run("t1").json(), "a stopped task can run again"
+
+
+def test_stop_during_lag_stops_at_once(clocked):
+    api, _ = clocked
+    api.server.add_task(task_id="t1", duration_s=5, lag_s=5, initial_status=2)
+    api.run("t1")
+    api.post("/v2/tasks/t1/stop")
+    assert api.progress("t1")["task_status"] == 3
+
+
+def test_stop_idle_task_is_a_no_op(clocked):
+    api, _ = clocked
+    api.server.add_task(task_id="t1", initial_status=2)
+    assert api.post("/v2/tasks/t1/stop").status_code == 200
+    assert api.progress("t1") == SUCCESS
+
+
+def test_admin_running_flag_starts_a_scan_without_counting_a_run(clocked):
+    api, clock = clocked
+    task = api.server.add_task(task_id="t1", duration_s=4, running=True)
+    assert task["running"] is True
+    assert task["last_exec_id"]
+    clock.advance(1)
+    assert api.progress("t1") == running("25%")
+    assert api.server.stats()["runs"] == {}
+
+
+def test_run_accepts_an_optional_body(clocked):
+    api, _ = clocked
+    api.server.add_task(task_id="t1")
+    response = api.post("/v2/tasks/t1/run", json={"git_branch": "feature"})
+    assert "exec_id" in response.json()
+
+
+def test_progress_accepts_job_id(clocked):
+    api, _ = clocked
+    api.server.add_task(task_id="t1")
+    assert api.get("/v2/tasks/t1/progress", params={"job_id": "abc"}).json() == NEVER
+
+
+def test_defects_summary_and_statistic(clocked):
+    api, clock = clocked
+    defects = {"critical": 1, "major": 3, "minor": 5, "suggestion": 7}
+    api.server.add_task(task_id="t1", duration_s=1, defects=defects)
+    api.run("t1")
+    clock.advance(1)
+    summary = api.get("/v2/tasks/t1/defects-summary").json()
+    assert summary["task_id"] == "t1"
+    assert summary["issue_count"] == 16
+    assert (summary["critical_count"], summary["major_count"]) == ("1", "3")
+    assert (summary["minor_count"], summary["suggestion_count"]) == ("5", "7")
+    assert isinstance(summary["code_quality"], float)
+    assert summary["last_check_time"]
+    for field in ("task_name", "git_url", "git_branch", "last_exec_time", "is_access"):
+        assert isinstance(summary[field], str)
+    statistic = api.get("/v2/tasks/t1/defects-statistic").json()
+    assert statistic == {"severity": defects, "status": {"unresolved": 16, "resolved": 0, "dismissed": 0}}
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("get", "progress"),
+        ("post", "run"),
+        ("post", "stop"),
+        ("get", "defects-summary"),
+        ("get", "defects-statistic"),
+    ],
+)
+def test_unknown_task_is_404(clocked, method, suffix):
+    api, _ = clocked
+    response = getattr(api, method)(f"/v2/tasks/nope/{suffix}")
+    assert response.status_code == 404
+    assert response.json() == {"error_code": "CC.00000404", "error_msg": "task nope not found"}
+
+
+def test_auto_create_makes_a_finished_task():
+    with EmulatorServer(auto_create=True) as server:
+        import requests
+
+        headers = {"X-Auth-Token": server.issue_token()}
+        response = requests.get(f"{server.base_url}/v2/tasks/anything/progress", headers=headers, timeout=10)
+        assert response.json() == SUCCESS
+        response = requests.post(f"{server.base_url}/v2/tasks/anything/run", headers=headers, timeout=10)
+        assert "exec_id" in response.json()
+
+
+def test_real_clock_scan_completes(api):
+    """The default monotonic clock: poll (bounded) until the short scan succeeds."""
+    api.server.add_task(task_id="t1", duration_s=0.3)
+    api.run("t1")
+    seen = set()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status = api.progress("t1")["task_status"]
+        seen.add(status)
+        if status == 2:
+            break
+        time.sleep(0.05)
+    assert seen >= {0, 2}
