@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ def airflow_db() -> None:
 
 
 @pytest.fixture
-def emulator(codecheck_emulator_clean: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def emulator(codecheck_emulator_clean: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A reset emulator, with ``codecheck_default`` pointing at it (IAM password auth)."""
     monkeypatch.setenv("AIRFLOW_CONN_CODECHECK_DEFAULT", connection_json(codecheck_emulator_clean.base_url))
     iam.TOKEN_CACHE.clear()
-    yield codecheck_emulator_clean
+    return codecheck_emulator_clean
