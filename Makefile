@@ -21,8 +21,8 @@ $(STAMP): $(CONSTRAINTS) pyproject.toml constraints/requirements-dev.in
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks
-	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks
+	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks scripts
+	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks scripts
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -34,7 +34,7 @@ reliability: $(STAMP)
 	$(BIN)/python -m pytest -q tests/reliability
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_codecheck.demo
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

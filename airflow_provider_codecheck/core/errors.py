@@ -129,8 +129,10 @@ _CODE_CLASSES: dict[str, type[CodeCheckError]] = {
 def _class_for(status: int, error_code: str | None) -> type[CodeCheckError]:
     if error_code in _CODE_CLASSES:
         return _CODE_CLASSES[error_code]
-    if error_code and error_code.startswith("APIGW.03"):
-        return AuthenticationError  # 0301 signature, 0303 date, 0101-style unknown AK all land in 03xx/01xx
+    if error_code and error_code.startswith("APIGW.03") and status != 403:
+        # 0301 signature, 0303 date, 0101-style unknown AK all land in 03xx/01xx; the 403s of that range
+        # (0302 "IAM user is not authorized to access the API") are permission errors, handled below.
+        return AuthenticationError
     if status == 401:
         return AuthenticationError
     if status == 403:

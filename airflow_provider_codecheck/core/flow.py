@@ -106,8 +106,12 @@ def attempts(
     idempotent: bool,
     policy: RetryPolicy,
     ctx: Context,
+    renew: Callable[[], Flow[None]] | None = None,
 ) -> Flow[T]:
-    """Send ``build()`` until ``read`` accepts the outcome or the policy gives up."""
+    """Send ``build()`` until ``read`` accepts the outcome or the policy gives up.
+
+    ``renew``: on 401 CC.00000003, fetch a new token and try again at once; each renewal uses up an attempt.
+    """
     started = ctx.monotonic()
     attempt = 0
     while True:
@@ -117,6 +121,9 @@ def attempts(
         try:
             return read(outcome, request.url.split("?", 1)[0])
         except CodeCheckError as error:
+            if renew is not None and isinstance(error, TokenExpiredError) and attempt < policy.max_attempts:
+                yield from renew()
+                continue
             delay = policy.next_delay(error, attempt, ctx.monotonic() - started, idempotent, ctx.rand)
             if delay is None:
                 error.attempts = attempt
@@ -128,7 +135,7 @@ def attempts(
 def perform(
     op: Operation[T], settings: ConnectionSettings, policy: RetryPolicy, ctx: Context = DEFAULT_CONTEXT
 ) -> Flow[T]:
-    """Run one CodeArts Check operation; with IAM-password auth, refresh the token once on 401 CC.00000003."""
+    """Run one CodeArts Check operation; with IAM-password auth, refresh the token on 401 CC.00000003."""
     needs_token = isinstance(settings.auth, PasswordAuth)
     token: str | None = (yield NeedToken(stale=None)) if needs_token else None
 
@@ -138,14 +145,16 @@ def perform(
     def read(outcome: HttpResponse | TransportFailure, url: str) -> T:
         return _read(outcome, url, lambda response: op.parse(decode(response)))
 
+    def renew() -> Flow[None]:
+        nonlocal token
+        token = yield NeedToken(stale=token)
+
     name = f"{op.name} {op.call.method} {op.call.path}"
-    try:
-        return (yield from attempts(name, build, read, op.call.idempotent, policy, ctx))
-    except TokenExpiredError:
-        if not needs_token:
-            raise
-    token = yield NeedToken(stale=token)
-    return (yield from attempts(name, build, read, op.call.idempotent, policy, ctx))
+    return (
+        yield from attempts(
+            name, build, read, op.call.idempotent, policy, ctx, renew if needs_token else None
+        )
+    )
 
 
 def fetch_token(

@@ -71,7 +71,12 @@ def _new_session(settings: ConnectionSettings) -> aiohttp.ClientSession:
         limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_S, ssl=_ssl_for(settings.verify)
     )
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(settings.timeout, 10.0))
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+    # aiohttp >= 3.10 silently resends an idempotent request once after a disconnect; the core's RetryPolicy
+    # is the only retry layer (attempt counts, backoff), as in the requests transport. No public switch exists.
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 class AsyncClient:
