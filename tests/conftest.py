@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="codecheck-airflow-home-"))
+# dag.test() in Airflow 3 only runs DAGs found in the dags folder: the examples are copied there, and
+# tests write their own DAG files beside them (tests/airflow/dag_helpers.py).
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+DAGS_FOLDER.mkdir()
+for example in (ROOT / "example_dags").glob("*.py"):
+    shutil.copy(example, DAGS_FOLDER)
 
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="codecheck-airflow-home-")
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ.pop("AIRFLOW_CONN_CODECHECK_DEFAULT", None)
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

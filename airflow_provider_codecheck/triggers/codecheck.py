@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_codecheck.core.errors import CodeCheckError, TransportError
@@ -79,8 +80,10 @@ class CodeCheckTaskTrigger(BaseTrigger):
         try:
             async with hook.async_client() as client:
                 event = await self._wait(client)
-        except CodeCheckError as error:  # e.g. a broken connection: report it, do not crash the triggerer
+        except CodeCheckError as error:  # e.g. an invalid connection: end the wait with a clear event
             event = make_event("error", self.codecheck_task_id, str(error), exec_id=self.exec_id, error=error)
+        except AirflowNotFoundException as missing:  # the connection id does not exist
+            event = make_event("error", self.codecheck_task_id, str(missing), exec_id=self.exec_id)
         yield TriggerEvent(event)
 
     async def _wait(self, client: AsyncClient) -> dict[str, Any]:

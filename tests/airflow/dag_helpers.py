@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def connection_json(base_url: str, auth_type: str = "password", **extra: object) -> str:
@@ -32,13 +31,40 @@ def connection_json(base_url: str, auth_type: str = "password", **extra: object)
     )
 
 
+def dags_folder() -> Path:
+    return Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+
+
 def load_example(name: str) -> Any:
-    """Import an example DAG module fresh, so each test gets its own DAG object."""
-    path = str(ROOT / "example_dags")
+    """Import a DAG module from the dags folder afresh, so each test gets its own DAG object."""
+    path = str(dags_folder())
     if path not in sys.path:
         sys.path.insert(0, path)
     sys.modules.pop(name, None)
     return __import__(name).dag
+
+
+def build_dag(dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], chain: bool = False) -> Any:
+    """Write a DAG file with the given provider tasks into the dags folder and load it.
+
+    ``tasks`` maps task ids to (class name from the provider, keyword arguments given as Python reprs).
+    """
+    lines = [
+        "import datetime",
+        "import pendulum",
+        "from airflow.providers.common.compat.sdk import DAG",
+        "from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator",
+        "from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor",
+        f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz='UTC'),"
+        " catchup=False) as dag:",
+    ]
+    for task_id, (cls, kwargs) in tasks.items():
+        args = "".join(f", {key}={value!r}" for key, value in kwargs.items())
+        lines.append(f"    {task_id} = {cls}(task_id={task_id!r}{args})")
+    if chain:
+        lines.append("    " + " >> ".join(tasks))
+    (dags_folder() / f"{dag_id}.py").write_text("\n".join(lines) + "\n")
+    return load_example(dag_id)
 
 
 def run_dag(dag: Any, **conf: Any) -> Any:
