@@ -1,11 +1,12 @@
-"""The CLI (startup time, clean SIGTERM exit, options) and HTTPS with the generated CA."""
+"""The CLI (clean SIGTERM exit, options) and HTTPS with the generated CA.
+
+Startup time is a benchmark figure (benchmarks/), not a timed assertion here."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,12 +14,9 @@ import requests
 
 from airflow_provider_codecheck.emulator import defaults
 
-STARTUP_BUDGET_S = 2.0
-
 
 class Cli:
     def __init__(self, *args: str) -> None:
-        started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_provider_codecheck.emulator", "--port", "0", *args],
             stdout=subprocess.PIPE,
@@ -26,7 +24,6 @@ class Cli:
         )
         assert self.process.stdout is not None
         self.base_url = self.process.stdout.readline().strip()
-        self.startup_s = time.monotonic() - started
         self.ca_file = None
         if "--tls" in args:
             line = self.process.stdout.readline().strip()
@@ -54,10 +51,9 @@ def cli() -> Iterator[Callable[..., Cli]]:
             instance.process.wait()
 
 
-def test_cli_starts_fast_serves_and_exits_cleanly_on_sigterm(cli):
+def test_cli_serves_and_exits_cleanly_on_sigterm(cli):
     server = cli()
     assert server.base_url.startswith("http://127.0.0.1:")
-    assert server.startup_s < STARTUP_BUDGET_S, f"startup took {server.startup_s:.2f}s"
     assert requests.get(f"{server.base_url}/_emulator/health", timeout=10).json() == {"status": "ok"}
     assert server.stop() == 0
 
@@ -92,7 +88,6 @@ def test_cli_credentials_and_auto_create(cli):
 def test_cli_tls_verifies_against_the_printed_ca(cli):
     server = cli("--tls")
     assert server.base_url.startswith("https://127.0.0.1:")
-    assert server.startup_s < STARTUP_BUDGET_S, f"TLS startup took {server.startup_s:.2f}s"
     assert requests.get(f"{server.base_url}/_emulator/health", verify=server.ca_file, timeout=10).ok
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"{server.base_url}/_emulator/health", timeout=10)
