@@ -121,9 +121,15 @@ def attempts(
         try:
             return read(outcome, request.url.split("?", 1)[0])
         except CodeCheckError as error:
-            if renew is not None and isinstance(error, TokenExpiredError) and attempt < policy.max_attempts:
-                yield from renew()
-                continue
+            if renew is not None and isinstance(error, TokenExpiredError):
+                if attempt < policy.max_attempts:
+                    yield from renew()
+                    continue
+                if attempt > 1:
+                    # IAM granted every renewal, yet the service expired the fresh tokens too (a mass
+                    # revocation, not bad credentials): give up on this call, but let a caller that polls
+                    # (a wait, a sensor) try again later instead of ending on a permanent error.
+                    error.retryable = True
             delay = policy.next_delay(error, attempt, ctx.monotonic() - started, idempotent, ctx.rand)
             if delay is None:
                 error.attempts = attempt

@@ -23,7 +23,8 @@ class ApiCall:
     method: str
     path: str
     query: tuple[tuple[str, str], ...] = ()
-    body: Any = None
+    body: Any = field(default=None, repr=False)
+    """May hold secrets: the IAM password (token request), a repository access_token (run)."""
     idempotent: bool = True
 
 

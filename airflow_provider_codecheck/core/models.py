@@ -19,6 +19,8 @@ class TaskStatus(enum.Enum):
     @classmethod
     def from_wire(cls, value: int | None) -> TaskStatus:
         """Map the wire value; raises KeyError for a value the API does not document."""
+        if value is not None and type(value) is not int:
+            raise KeyError(value)  # JSON true/false or 2.0 would otherwise hash like 1/0/2
         return _FROM_WIRE[value]
 
     @property

@@ -98,7 +98,7 @@ def _count(value: Any, name: str) -> int:
     # The service sends some counts as strings ("3") and some as ints.
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON Infinity
         raise InvalidResponseError(f"{name} {value!r} is not a count") from None
 
 
@@ -109,7 +109,7 @@ def parse_defects_summary(body: Any) -> DefectSummary:
     quality = data.get("code_quality")
     try:
         code_quality = None if quality in (None, "") else float(quality)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
         raise InvalidResponseError(f"code_quality {quality!r} is not a number") from None
     return DefectSummary(
         issue_count=None if issue_count is None else _count(issue_count, "issue_count"),

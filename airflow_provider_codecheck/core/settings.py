@@ -85,7 +85,9 @@ def _clean_url(value: str, name: str) -> str:
         url = "https://" + url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectionConfigError(f"connection field {name!r} must be an http(s) URL, got {value!r}")
+        # A URL with "@" may embed user:password (a proxy's, typically): never echo it.
+        shown = "a value with credentials" if "@" in value else repr(value)
+        raise ConnectionConfigError(f"connection field {name!r} must be an http(s) URL, got {shown}")
     if parts.path not in ("", "/") or parts.query:
         raise ConnectionConfigError(f"connection field {name!r} must hold only scheme://host[:port]")
     return url
@@ -172,7 +174,9 @@ def settings_from_connection(
     verify: bool | str = _as_bool(extra.get("verify", True), "verify")
     if ca_bundle:
         verify = ca_bundle
-    timeout_raw = extra.get("timeout") or DEFAULT_TIMEOUT
+    timeout_raw = extra.get("timeout")
+    if timeout_raw in (None, ""):  # not "or": an explicit 0 must be rejected, not replaced by the default
+        timeout_raw = DEFAULT_TIMEOUT
     try:
         timeout = float(timeout_raw)
     except (TypeError, ValueError):

@@ -71,7 +71,10 @@ def _new_session(settings: ConnectionSettings) -> aiohttp.ClientSession:
         limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_S, ssl=_ssl_for(settings.verify)
     )
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(settings.timeout, 10.0))
-    session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+    # trust_env: HTTP(S)_PROXY / NO_PROXY apply as they do for the requests transport.
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=True, trust_env=True
+    )
     # aiohttp >= 3.10 silently resends an idempotent request once after a disconnect; the core's RetryPolicy
     # is the only retry layer (attempt counts, backoff), as in the requests transport. No public switch exists.
     if hasattr(session, "_retry_connection"):

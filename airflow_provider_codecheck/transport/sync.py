@@ -120,6 +120,9 @@ class SyncClient:
                 data=request.body or None,
                 timeout=(min(timeout, 10.0), timeout),
                 allow_redirects=False,
+                # Explicitly: with trust_env, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE would override session.verify,
+                # silently ignoring the connection's ca_bundle or verify=false.
+                verify=self.settings.verify,
             )
         except requests.exceptions.SSLError as exc:
             return TransportFailure("tls", type(exc).__name__, maybe_processed=False)

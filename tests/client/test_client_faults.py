@@ -1,0 +1,250 @@
+"""Every emulator fault kind through both transports: classification, attempt counts, non-idempotent runs."""
+
+from __future__ import annotations
+
+import time
+
+import cc_client_helpers as h
+import pytest
+
+from airflow_provider_codecheck.core.errors import (
+    AuthenticationError,
+    CodeCheckError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    ThrottledError,
+    TokenExpiredError,
+    TransientError,
+    TransportError,
+)
+from airflow_provider_codecheck.core.iam import TokenCache
+from airflow_provider_codecheck.core.models import TaskStatus
+from airflow_provider_codecheck.core.retry import RetryPolicy
+from airflow_provider_codecheck.emulator.faults import PERMANENT_KINDS, TRANSIENT_KINDS
+
+SLOW_TIMEOUT = 0.75
+"""Client timeout for ``slow`` faults (the emulator holds those replies for SLOW_DELAY)."""
+SLOW_DELAY = 5.0
+EXHAUST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_elapsed=10)
+
+# kind -> the exception class once retries run out (exact class, not a parent)
+TRANSIENT = {
+    "busy_400": TransientError,
+    "busy_200": TransientError,
+    "throttle_429": ThrottledError,
+    "http_500": TransientError,
+    "http_502": TransientError,
+    "http_503": TransientError,
+    "html_502": TransientError,
+    "reset": TransportError,
+    "slow": TransportError,
+    "malformed_json": InvalidResponseError,
+    "unknown_status": InvalidResponseError,
+    "token_expired": TokenExpiredError,
+}
+
+# kind -> (exception class, error_code)
+PERMANENT = {
+    "forbidden_403": (PermissionDeniedError, "APIGW.0302"),
+    "not_found_404": (NotFoundError, "CC.00000404"),
+    "no_permission_200": (PermissionDeniedError, "CC.00050010"),
+    "project_missing_200": (NotFoundError, "CC.00050013"),
+}
+
+
+def test_the_matrix_covers_every_fault_kind():
+    assert set(TRANSIENT) | {"running_200"} == TRANSIENT_KINDS  # running_200 (run only) is tested below
+    assert set(PERMANENT) == PERMANENT_KINDS
+
+
+def _fault(kind: str, count: int, route: str = "progress") -> dict:
+    # Retry-After 0: this matrix is about counts; Retry-After has its own test.
+    return {"kind": kind, "count": count, "routes": [route], "retry_after": 0, "delay_s": SLOW_DELAY}
+
+
+def _settings(emu, kind: str):
+    # token_expired is transient only where a fresh token can be fetched: IAM password auth.
+    if kind == "token_expired":
+        return h.password_settings(emu)
+    return h.aksk_settings(emu, timeout=SLOW_TIMEOUT if kind == "slow" else h.TIMEOUT)
+
+
+def _seen(stats: dict, route: str, kind: str) -> int:
+    # A "slow" reply the client gave up on is cancelled in the emulator before it is counted in "requests".
+    dropped = stats["faults_injected"].get("slow", 0) if kind == "slow" else 0
+    return h.route_requests(stats, route) + dropped
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("kind", sorted(TRANSIENT))
+def test_transient_fault_twice_then_success_on_the_third_attempt(emu, transport, kind):
+    emu.set_faults([_fault(kind, 2)])
+    progress = h.invoke(transport, _settings(emu, kind), "get_task_progress", h.TASK)
+    assert progress.status is TaskStatus.SUCCESS
+    stats = emu.stats()
+    assert stats["faults_injected"] == {kind: 2}
+    assert _seen(stats, "progress", kind) == 3, stats["requests"]
+    if kind == "token_expired":
+        assert stats["iam_tokens_issued"] == 3  # the first token, then one per expiry
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("kind", sorted(TRANSIENT))
+def test_transient_fault_outlasting_the_policy_raises_its_class(emu, transport, kind):
+    emu.set_faults([_fault(kind, EXHAUST.max_attempts + 2)])
+    with pytest.raises(CodeCheckError) as caught:
+        h.invoke(transport, _settings(emu, kind), "get_task_progress", h.TASK, policy=EXHAUST)
+    error = caught.value
+    assert type(error) is TRANSIENT[kind], repr(error)
+    assert error.attempts == EXHAUST.max_attempts
+    assert f"after {EXHAUST.max_attempts} attempts" in str(error)
+    assert error.operation
+    assert "get_task_progress" in error.operation
+    assert _seen(emu.stats(), "progress", kind) == EXHAUST.max_attempts, emu.stats()["requests"]
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_retry_after_is_honoured(emu, transport):
+    emu.set_faults([{"kind": "throttle_429", "count": 1, "retry_after": 1, "routes": ["progress"]}])
+    tiny = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_elapsed=10)
+    settings = h.aksk_settings(emu)
+    started = time.monotonic()
+    assert (
+        h.invoke(transport, settings, "get_task_progress", h.TASK, policy=tiny).status is TaskStatus.SUCCESS
+    )
+    assert time.monotonic() - started >= 1.0
+    assert emu.stats()["requests"] == {"progress 429": 1, "progress 200": 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_retry_after_beyond_max_elapsed_gives_up_at_once(emu, transport):
+    emu.set_faults([{"kind": "throttle_429", "count": 1, "retry_after": 30, "routes": ["progress"]}])
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_elapsed=5)
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as caught:
+        h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=policy)
+    assert time.monotonic() - started < 5
+    assert caught.value.retry_after == 30
+    assert caught.value.attempts == 1
+
+
+# --- permanent errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("kind", sorted(PERMANENT))
+def test_permanent_fault_fails_on_the_first_attempt(emu, transport, kind):
+    error_class, code = PERMANENT[kind]
+    emu.set_faults([_fault(kind, 5)])
+    seen = []
+    with pytest.raises(CodeCheckError) as caught:
+        h.invoke(
+            transport,
+            h.aksk_settings(emu),
+            "get_task_progress",
+            h.TASK,
+            observe=seen.append if transport == "sync" else None,
+        )
+    error = caught.value
+    assert type(error) is error_class, repr(error)
+    assert error.error_code == code
+    assert error.attempts == 1
+    assert code in str(error)
+    assert error.request_id
+    assert error.request_id in str(error)
+    if transport == "sync":
+        assert error.request_id == seen[-1].headers["X-Request-Id"]
+    assert h.route_requests(emu.stats(), "progress") == 1
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_bad_signature_fails_on_the_first_attempt_with_the_apigw_code(emu, transport):
+    settings = h.aksk_settings(emu, sk="not-the-secret-key-000000000000000000000")
+    seen = []
+    with pytest.raises(AuthenticationError) as caught:
+        h.invoke(
+            transport,
+            settings,
+            "get_task_progress",
+            h.TASK,
+            observe=seen.append if transport == "sync" else None,
+        )
+    error = caught.value
+    assert error.error_code == "APIGW.0301"
+    assert error.attempts == 1
+    assert "APIGW.0301" in str(error)
+    assert error.request_id
+    assert error.request_id in str(error)
+    if transport == "sync":
+        assert error.request_id == seen[-1].headers["X-Request-Id"]
+    assert emu.stats()["requests"] == {"progress 401": 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_unknown_task_is_not_found_at_once(emu, transport):
+    with pytest.raises(NotFoundError) as caught:
+        h.invoke(transport, h.aksk_settings(emu), "get_defects_summary", "no-such-task")
+    assert caught.value.error_code == "CC.00000404"
+    assert caught.value.status == 404
+    assert emu.stats()["requests"] == {"defects_summary 404": 1}
+
+
+# --- run_task is not idempotent ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize(
+    ("kind", "error_class"),
+    [("reset", TransportError), ("slow", TransportError), ("malformed_json", InvalidResponseError)],
+)
+def test_run_is_not_retried_after_an_ambiguous_failure(emu, transport, kind, error_class):
+    emu.set_faults([_fault(kind, 1, route="run")])
+    settings = h.aksk_settings(emu, timeout=SLOW_TIMEOUT if kind == "slow" else h.TIMEOUT)
+    with pytest.raises(error_class) as caught:
+        h.invoke(transport, settings, "run_task", h.TASK)
+    error = caught.value
+    assert error.maybe_processed is True
+    assert error.attempts == 1
+    stats = emu.stats()
+    assert _seen(stats, "run", kind) == 1, stats["requests"]
+    assert stats["faults_injected"] == {kind: 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("kind", ["http_503", "throttle_429", "running_200", "busy_400", "busy_200"])
+def test_run_is_retried_after_a_definite_refusal(emu, transport, kind):
+    emu.set_faults([_fault(kind, 2, route="run")])
+    result = h.invoke(transport, h.aksk_settings(emu), "run_task", h.TASK)
+    assert emu.get_task(h.TASK)["last_exec_id"] == result.exec_id
+    stats = emu.stats()
+    assert h.route_requests(stats, "run") == 3
+    assert stats["runs"] == {h.TASK: 1}, "exactly one scan was started"
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_run_of_a_running_task_exhausts_as_task_running(emu, transport):
+    from airflow_provider_codecheck.core.errors import TaskRunningError
+
+    emu.add_task(task_id=h.TASK, running=True, duration_s=60)
+    with pytest.raises(TaskRunningError) as caught:
+        h.invoke(transport, h.aksk_settings(emu), "run_task", h.TASK, policy=EXHAUST)
+    assert caught.value.error_code == "CC.00050015"
+    assert caught.value.attempts == EXHAUST.max_attempts
+    assert emu.stats()["requests"] == {"run 200": EXHAUST.max_attempts}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_stop_is_idempotent_and_retried_after_reset(emu, transport):
+    emu.set_faults([_fault("reset", 2, route="stop")])
+    assert h.invoke(transport, h.aksk_settings(emu), "stop_task", h.TASK) is None
+    assert emu.stats()["requests"] == {"stop reset": 2, "stop 200": 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_iam_faults_are_retried_like_any_call(emu, transport):
+    emu.set_faults([_fault("http_503", 2, route="iam")])
+    cache = TokenCache()
+    assert h.invoke(transport, h.password_settings(emu), "get_task_progress", h.TASK, cache=cache)
+    stats = emu.stats()
+    assert stats["requests"] == {"iam 503": 2, "iam 201": 1, "progress 200": 1}
