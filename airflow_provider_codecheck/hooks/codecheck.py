@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_codecheck.core import operations as ops
+from airflow_provider_codecheck.core.driving import run_flow
 from airflow_provider_codecheck.core.errors import AuthenticationError, CodeCheckError, NotFoundError
 from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from airflow_provider_codecheck.core.settings import ConnectionSettings, settings_from_connection
-from airflow_provider_codecheck.core.waiting import Pause, Poll, wait_for_scan
+from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, wait_for_scan
 from airflow_provider_codecheck.provider_info import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_codecheck.transport.sync import SyncClient
 
@@ -137,22 +138,18 @@ class CodeCheckHook(BaseHook):
         job_id: str | None = None,
     ) -> dict[str, Any]:
         """Block until the scan ends (worker-side twin of CodeCheckTaskTrigger); returns the same event."""
-        flow = wait_for_scan(
-            task_id, poll_interval, None if timeout is None else time.time() + timeout, stale_until, exec_id
-        )
-        answer: Any = None
-        while True:
-            try:
-                effect = flow.send(answer)
-            except StopIteration as done:
-                return dict(done.value)
-            answer = None
+        deadline = None if timeout is None else time.time() + timeout
+
+        def answer(effect: WaitEffect) -> TaskProgress | CodeCheckError | None:
             if isinstance(effect, Poll):
                 try:
-                    answer = self.get_task_progress(task_id, job_id)
+                    return self.get_task_progress(task_id, job_id)
                 except CodeCheckError as error:
-                    answer = error
-            elif isinstance(effect, Pause):
+                    return error
+            if isinstance(effect, Pause):
                 time.sleep(effect.seconds)
             else:
                 getattr(self.log, effect.level)(effect.message)
+            return None
+
+        return run_flow(wait_for_scan(task_id, poll_interval, deadline, stale_until, exec_id), answer)

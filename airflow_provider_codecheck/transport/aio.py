@@ -18,11 +18,12 @@ import aiohttp
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.core import operations as ops
+from airflow_provider_codecheck.core.driving import run_flow_async
 from airflow_provider_codecheck.core.http import USER_AGENT, HttpRequest, HttpResponse, TransportFailure
 from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.operations import Operation
-from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
+from airflow_provider_codecheck.core.settings import ConnectionSettings
+from airflow_provider_codecheck.transport.base import ClientBase
 
 T = TypeVar("T")
 
@@ -82,24 +83,11 @@ def _new_session(settings: ConnectionSettings) -> aiohttp.ClientSession:
     return session
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """Non-blocking CodeArts Check client; use as ``async with AsyncClient(settings) as client``."""
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-        ctx: core_flow.Context = DEFAULT_CONTEXT,
-        token_cache: iam.TokenCache = iam.TOKEN_CACHE,
-    ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.ctx = ctx
-        self.token_cache = token_cache
-        self._shared: _Shared | None = None
-
-    def __repr__(self) -> str:
-        return f"AsyncClient(endpoint={self.settings.endpoint!r}, auth={type(self.settings.auth).__name__})"
+    default_context = DEFAULT_CONTEXT
+    _shared: _Shared | None = None  # set while inside "async with"
 
     async def __aenter__(self) -> AsyncClient:
         state = _loop_state()
@@ -124,7 +112,7 @@ class AsyncClient:
             await shared.session.close()
 
     async def execute(self, op: Operation[T]) -> T:
-        return await self._drive(core_flow.perform(op, self.settings, self.policy, self.ctx))
+        return await run_flow_async(core_flow.perform(op, self.settings, self.policy, self.ctx), self._answer)
 
     # The operations, by name.
     async def get_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress:
@@ -144,10 +132,7 @@ class AsyncClient:
 
     async def token(self, stale: str | None = None) -> str:
         """A valid IAM token for password auth: cached, single-flight across tasks of this loop."""
-        auth = self.settings.auth
-        if not isinstance(auth, PasswordAuth):
-            raise TypeError("IAM tokens exist only for auth_type 'password'")
-        key = iam.cache_key(auth, self.settings.iam_endpoint)
+        auth, key = self._token_key()
         lock = _loop_state().token_locks.setdefault(key, asyncio.Lock())
         async with lock:
             if stale is not None:
@@ -155,26 +140,17 @@ class AsyncClient:
             cached = self.token_cache.fresh(key, time.time())
             if cached is not None:
                 return cached.token
-            fetched = await self._drive(
-                core_flow.fetch_token(auth, self.settings.iam_endpoint, self.settings, self.policy, self.ctx)
-            )
+            fetched = await run_flow_async(self._fetch_token_flow(auth), self._answer)
             self.token_cache.store(key, fetched)
             return fetched.token
 
-    async def _drive(self, flow: core_flow.Flow[T]) -> T:
-        reply: object = None
-        while True:
-            try:
-                effect = flow.send(reply)
-            except StopIteration as done:
-                return done.value
-            if isinstance(effect, core_flow.Send):
-                reply = await self._send(effect.request)
-            elif isinstance(effect, core_flow.Sleep):
-                await asyncio.sleep(effect.seconds)
-                reply = None
-            else:
-                reply = await self.token(effect.stale)
+    async def _answer(self, effect: core_flow.Effect) -> object:
+        if isinstance(effect, core_flow.Send):
+            return await self._send(effect.request)
+        if isinstance(effect, core_flow.Sleep):
+            await asyncio.sleep(effect.seconds)
+            return None
+        return await self.token(effect.stale)
 
     async def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         if self._shared is None:

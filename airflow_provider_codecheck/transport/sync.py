@@ -11,11 +11,13 @@ import requests
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.core import operations as ops
+from airflow_provider_codecheck.core.driving import run_flow
 from airflow_provider_codecheck.core.http import USER_AGENT, HttpRequest, HttpResponse, TransportFailure
 from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.operations import Operation
 from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
+from airflow_provider_codecheck.core.settings import ConnectionSettings
+from airflow_provider_codecheck.transport.base import ClientBase
 
 T = TypeVar("T")
 
@@ -32,34 +34,30 @@ def _token_lock(key: iam.CacheKey) -> threading.Lock:
         return _TOKEN_LOCKS.setdefault(key, threading.Lock())
 
 
-class SyncClient:
+class SyncClient(ClientBase):
     """Blocking CodeArts Check client. Not for use inside an event loop (see ``transport.aio``)."""
+
+    default_context = DEFAULT_CONTEXT
 
     def __init__(
         self,
         settings: ConnectionSettings,
         policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-        ctx: core_flow.Context = DEFAULT_CONTEXT,
+        ctx: core_flow.Context | None = None,
         token_cache: iam.TokenCache = iam.TOKEN_CACHE,
     ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.ctx = ctx
-        self.token_cache = token_cache
+        super().__init__(settings, policy, ctx, token_cache)
         self._session = requests.Session()
         self._session.verify = settings.verify
         self._session.trust_env = True
         if settings.proxy:
             self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
 
-    def __repr__(self) -> str:
-        return f"SyncClient(endpoint={self.settings.endpoint!r}, auth={type(self.settings.auth).__name__})"
-
     def close(self) -> None:
         self._session.close()
 
     def execute(self, op: Operation[T]) -> T:
-        return self._drive(core_flow.perform(op, self.settings, self.policy, self.ctx))
+        return run_flow(core_flow.perform(op, self.settings, self.policy, self.ctx), self._answer)
 
     # The operations, by name.
     def get_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress:
@@ -79,36 +77,24 @@ class SyncClient:
 
     def token(self, stale: str | None = None) -> str:
         """A valid IAM token for password auth: cached, single-flight across threads."""
-        auth = self.settings.auth
-        if not isinstance(auth, PasswordAuth):
-            raise TypeError("IAM tokens exist only for auth_type 'password'")
-        key = iam.cache_key(auth, self.settings.iam_endpoint)
+        auth, key = self._token_key()
         with _token_lock(key):
             if stale is not None:
                 self.token_cache.invalidate(key, stale)
             cached = self.token_cache.fresh(key, time.time())
             if cached is not None:
                 return cached.token
-            fetched = self._drive(
-                core_flow.fetch_token(auth, self.settings.iam_endpoint, self.settings, self.policy, self.ctx)
-            )
+            fetched = run_flow(self._fetch_token_flow(auth), self._answer)
             self.token_cache.store(key, fetched)
             return fetched.token
 
-    def _drive(self, flow: core_flow.Flow[T]) -> T:
-        reply: object = None
-        while True:
-            try:
-                effect = flow.send(reply)
-            except StopIteration as done:
-                return done.value
-            if isinstance(effect, core_flow.Send):
-                reply = self._send(effect.request)
-            elif isinstance(effect, core_flow.Sleep):
-                time.sleep(effect.seconds)
-                reply = None
-            else:
-                reply = self.token(effect.stale)
+    def _answer(self, effect: core_flow.Effect) -> object:
+        if isinstance(effect, core_flow.Send):
+            return self._send(effect.request)
+        if isinstance(effect, core_flow.Sleep):
+            time.sleep(effect.seconds)
+            return None
+        return self.token(effect.stale)
 
     def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         timeout = self.settings.timeout

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_codecheck.core.driving import run_flow_async
 from airflow_provider_codecheck.core.errors import CodeCheckError, TransportError
 from airflow_provider_codecheck.core.models import TaskProgress
-from airflow_provider_codecheck.core.waiting import Pause, Poll, make_event, wait_for_scan
+from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, make_event, wait_for_scan
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 
@@ -87,22 +88,19 @@ class CodeCheckTaskTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self, client: AsyncClient) -> dict[str, Any]:
-        flow = wait_for_scan(
-            self.codecheck_task_id, self.poll_interval, self.deadline, self.stale_until, self.exec_id
-        )
-        answer: Any = None
-        while True:
-            try:
-                effect = flow.send(answer)
-            except StopIteration as done:
-                return dict(done.value)
-            answer = None
+        async def answer(effect: WaitEffect) -> TaskProgress | CodeCheckError | None:
             if isinstance(effect, Poll):
-                answer = await self._poll(client, effect.timeout)
-            elif isinstance(effect, Pause):
+                return await self._poll(client, effect.timeout)
+            if isinstance(effect, Pause):
                 await asyncio.sleep(effect.seconds)
             else:
                 getattr(self.log, effect.level)(effect.message)
+            return None
+
+        flow = wait_for_scan(
+            self.codecheck_task_id, self.poll_interval, self.deadline, self.stale_until, self.exec_id
+        )
+        return await run_flow_async(flow, answer)
 
     async def _poll(self, client: AsyncClient, timeout: float | None) -> TaskProgress | CodeCheckError:
         try:

@@ -1,0 +1,33 @@
+"""Driving a sans-I/O flow: answer each effect it yields until it returns.
+
+The answering is the caller's (a transport sends, sleeps, fetches tokens); these loops are all that the
+sync and async sides share about running the call flows (``flow.py``) and the wait flow (``waiting.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+E = TypeVar("E")
+T = TypeVar("T")
+
+
+def run_flow(flow: Generator[E, Any, T], answer: Callable[[E], Any]) -> T:
+    reply: Any = None
+    while True:
+        try:
+            effect = flow.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply = answer(effect)
+
+
+async def run_flow_async(flow: Generator[E, Any, T], answer: Callable[[E], Awaitable[Any]]) -> T:
+    reply: Any = None
+    while True:
+        try:
+            effect = flow.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply = await answer(effect)

@@ -1,0 +1,37 @@
+"""What the requests and aiohttp clients share: their configuration and how they show themselves."""
+
+from __future__ import annotations
+
+from airflow_provider_codecheck.core import flow as core_flow
+from airflow_provider_codecheck.core import iam
+from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
+
+
+class ClientBase:
+    default_context = core_flow.DEFAULT_CONTEXT
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        ctx: core_flow.Context | None = None,
+        token_cache: iam.TokenCache = iam.TOKEN_CACHE,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.ctx = ctx or self.default_context
+        self.token_cache = token_cache
+
+    def __repr__(self) -> str:
+        # Names the endpoint and the kind of credentials, never the credentials.
+        return f"{type(self).__name__}(endpoint={self.settings.endpoint!r}, auth={type(self.settings.auth).__name__})"
+
+    def _token_key(self) -> tuple[PasswordAuth, iam.CacheKey]:
+        auth = self.settings.auth
+        if not isinstance(auth, PasswordAuth):
+            raise TypeError("IAM tokens exist only for auth_type 'password'")
+        return auth, iam.cache_key(auth, self.settings.iam_endpoint)
+
+    def _fetch_token_flow(self, auth: PasswordAuth) -> core_flow.Flow[iam.IamToken]:
+        return core_flow.fetch_token(auth, self.settings.iam_endpoint, self.settings, self.policy, self.ctx)
