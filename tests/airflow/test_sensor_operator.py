@@ -198,3 +198,26 @@ def test_trigger_reports_missing_connection_as_error_event(monkeypatch):
     event = asyncio.run(first_event())
     assert event["status"] == "error"
     assert "does_not_exist" in event["message"]
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_trigger_on_kill_stops_the_scan_only_when_asked(emulator, cancel_on_kill):
+    emulator.add_task(task_id="scan-k", duration_s=60, final_status=2, running=True)
+    trigger = CodeCheckTaskTrigger("scan-k", poll_interval=0.2, cancel_on_kill=cancel_on_kill)
+    asyncio.run(trigger.on_kill())
+    status = emulator.get_task("scan-k")["task_status"]
+    assert status == (3 if cancel_on_kill else 0)
+
+
+def test_operator_on_kill_stops_only_the_scan_it_started(emulator):
+    from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
+
+    emulator.add_task(task_id="scan-ok", duration_s=60, final_status=2, running=False)
+    operator = CodeCheckRunTaskOperator(
+        task_id="scan", codecheck_task_id="scan-ok", wait_for_completion=False
+    )
+    operator.on_kill()  # started nothing yet: nothing to stop
+    assert emulator.stats()["requests"].get("stop 200") is None
+    operator._start(try_number=1)
+    operator.on_kill()
+    assert emulator.get_task("scan-ok")["task_status"] == 3
