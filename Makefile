@@ -21,8 +21,8 @@ $(STAMP): $(CONSTRAINTS) pyproject.toml constraints/requirements-dev.in
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks scripts
-	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks scripts
+	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks scripts e2e
+	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks scripts e2e
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -38,6 +38,13 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# Full stack on Airflow 3.3: PostgreSQL, api-server, scheduler, dag-processor, triggerer, the emulator and
+# headless Chromium (installs the Debian packages postgresql and chromium when missing; needs root for that).
+e2e:
+	$(MAKE) venv AIRFLOW=3.3
+	.venv/bin/uv pip install --quiet --python .venv/bin/python -r e2e/requirements.txt -c constraints/airflow-3.3.txt
+	.venv/bin/python e2e/run_e2e.py
 
 # Refresh the pins (needs network to PyPI): edit constraints/*.in or pyproject.toml, then run this and commit.
 constraints:
