@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+import aiohttp.helpers
+from yarl import URL
 
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
@@ -39,6 +41,19 @@ KEEPALIVE_S = 120.0
 class _Shared:
     session: aiohttp.ClientSession
     users: int = 0
+    # HTTP(S)_PROXY / NO_PROXY resolved once per origin ("https://host:port") for this session's lifetime.
+    env_proxies: dict[str, tuple[Any, aiohttp.BasicAuth | None]] = field(default_factory=dict)
+
+    def env_proxy(self, url: str) -> tuple[Any, aiohttp.BasicAuth | None]:
+        origin = "/".join(url.split("/", 3)[:3])
+        found = self.env_proxies.get(origin)
+        if found is None:
+            try:
+                found = aiohttp.helpers.get_env_proxy_for_url(URL(origin))
+            except LookupError:  # no proxy for this scheme, or NO_PROXY matches the host
+                found = (None, None)
+            self.env_proxies[origin] = found
+        return found
 
 
 @dataclass
@@ -72,10 +87,10 @@ def _new_session(settings: ConnectionSettings) -> aiohttp.ClientSession:
         limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_S, ssl=_ssl_for(settings.verify)
     )
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(settings.timeout, 10.0))
-    # trust_env: HTTP(S)_PROXY / NO_PROXY apply as they do for the requests transport.
-    session = aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=True, trust_env=True
-    )
+    # HTTP(S)_PROXY / NO_PROXY apply as they do for the requests transport, but via _Shared.env_proxy, not
+    # trust_env=True: that makes aiohttp look up netrc and the proxy env in worker threads on EVERY request
+    # (two thread hops, ~0.8 ms CPU per poll, more than the rest of the poll).
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
     # aiohttp >= 3.10 silently resends an idempotent request once after a disconnect; the core's RetryPolicy
     # is the only retry layer (attempt counts, backoff), as in the requests transport. No public switch exists.
     if hasattr(session, "_retry_connection"):
@@ -155,13 +170,18 @@ class AsyncClient(ClientBase):
     async def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         if self._shared is None:
             raise RuntimeError("AsyncClient must be used inside 'async with'")
+        if self.settings.proxy:
+            proxy, proxy_auth = self.settings.proxy, None
+        else:
+            proxy, proxy_auth = self._shared.env_proxy(request.url)
         try:
             async with self._shared.session.request(
                 request.method,
                 request.url,
                 headers=request.headers,
                 data=request.body or None,
-                proxy=self.settings.proxy,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
