@@ -29,9 +29,13 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _find_error(body: Any) -> tuple[str | None, str | None]:
+_MAX_ERROR_DEPTH = 8
+"""How deep nested objects are searched for an error; replies nest errors one or two levels at most."""
+
+
+def _find_error(body: Any, depth: int = 0) -> tuple[str | None, str | None]:
     """Find (code, message) the way the SDK does: error_code/error_msg, errorCode/errorMsg, code/message, nested."""
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or depth > _MAX_ERROR_DEPTH:
         return None, None
     for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
         code = body.get(code_key)
@@ -40,7 +44,7 @@ def _find_error(body: Any) -> tuple[str | None, str | None]:
             return str(code), None if msg is None else str(msg)
     for value in body.values():
         if isinstance(value, dict):
-            found = _find_error(value)
+            found = _find_error(value, depth + 1)
             if found[0]:
                 return found
     return None, None
@@ -57,7 +61,7 @@ def decode(response: HttpResponse) -> Any:
     request_id = response.request_id
     try:
         body: Any = json.loads(response.body) if response.body.strip() else {}
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested deeper than Python can
         body = None
     if body is None:
         content_type = response.headers.get("content-type", "unknown content type")

@@ -103,14 +103,21 @@ class CodeCheckTaskTrigger(BaseTrigger):
         return await run_flow_async(flow, answer)
 
     async def _poll(self, client: AsyncClient, timeout: float | None) -> TaskProgress | CodeCheckError:
+        # Bound the poll (with its retries) by the deadline, so the wait ends on time. Not asyncio.wait_for: before
+        # Python 3.12 it swallows a cancellation that arrives just as the poll completes, and the cancelled
+        # trigger (triggerer shutdown, trigger moved to another triggerer) would go on polling until the scan ends.
+        poll = asyncio.ensure_future(client.get_task_progress(self.codecheck_task_id, self.job_id))
         try:
-            # Bound the poll (with its retries) by the deadline, so the wait ends on time.
-            result: TaskProgress = await asyncio.wait_for(
-                client.get_task_progress(self.codecheck_task_id, self.job_id), timeout
-            )
+            done, _ = await asyncio.wait({poll}, timeout=timeout)
+            if not done:
+                poll.cancel()
+                await asyncio.wait({poll})  # let it clean up; raises only if this task is cancelled
+                return TransportError("poll cut short by the wait deadline")
+        finally:
+            poll.cancel()  # no-op once done; stops the poll when this task is cancelled
+        try:
+            result: TaskProgress = poll.result()
             return result
-        except asyncio.TimeoutError:
-            return TransportError("poll cut short by the wait deadline")
         except CodeCheckError as error:
             return error
 

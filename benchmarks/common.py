@@ -1,0 +1,275 @@
+"""Shared pieces of the benchmarks: the emulator process, its admin API, /proc readings, statistics.
+
+Nothing here imports Airflow, so the orchestrator (``benchmarks.run``) stays light and the measured child
+processes decide themselves when Airflow is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONN_ID = "codecheck_bench"
+CONN_ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
+EMULATOR_CPU = 0
+CLIENT_CPU = 1
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+def can_pin() -> bool:
+    return shutil.which("taskset") is not None and cpu_count() > 1 and hasattr(os, "sched_setaffinity")
+
+
+def taskset(cpu: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command] if can_pin() else command
+
+
+def raise_fd_limit(needed: int = 65536) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+
+
+def connection_json(base_url: str, ca_file: str) -> str:
+    """The Airflow connection (``AIRFLOW_CONN_<ID>`` value): IAM password auth against the emulator."""
+    return json.dumps(
+        {
+            "conn_type": "huaweicloud_codecheck",
+            "host": base_url,
+            "login": "codecheck-user",
+            "password": "codecheck-password",
+            "extra": {
+                "auth_type": "password",
+                "domain_name": "codecheck-domain",
+                "iam_endpoint": base_url,
+                "ca_bundle": ca_file,
+            },
+        }
+    )
+
+
+def child_env(base_url: str, ca_file: str, airflow_home: str) -> dict[str, str]:
+    """Environment of a measured child: its own AIRFLOW_HOME, the connection as an env var, no DB needed."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": airflow_home,
+            CONN_ENV: connection_json(base_url, ca_file),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+@dataclass
+class Emulator:
+    process: subprocess.Popen[str]
+    base_url: str
+    ca_file: str
+    pinned: bool
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@contextmanager
+def emulator(tls: bool = True) -> Iterator[Emulator]:
+    """A fresh emulator process (HTTPS), pinned to CPU 0 when taskset is there; stopped with SIGTERM."""
+    command = [sys.executable, "-m", "airflow_provider_codecheck.emulator", "--port", "0"]
+    if tls:
+        command.append("--tls")
+    process = subprocess.Popen(
+        taskset(EMULATOR_CPU, command), stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        ca_line = process.stdout.readline().strip() if tls else ""
+        if not base_url.startswith("http"):
+            raise RuntimeError(f"emulator did not start (first line {base_url!r})")
+        ca_file = ca_line.split("CA file:", 1)[1].strip() if tls else ""
+        yield Emulator(process, base_url, ca_file, can_pin())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User+system CPU seconds of a process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- admin API (blocking, standard library only: the orchestrator does not need aiohttp) -----------------
+
+
+def _ssl_context(ca_file: str) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+
+def admin_get(base_url: str, ca_file: str, path: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(base_url + path, context=_ssl_context(ca_file), timeout=60) as response:
+        return json.loads(response.read())
+
+
+def admin_post(base_url: str, ca_file: str, path: str, body: dict[str, Any]) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(
+        base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, context=_ssl_context(ca_file), timeout=60) as response:
+        return json.loads(response.read())
+
+
+def stats(base_url: str, ca_file: str) -> dict[str, Any]:
+    """``GET /_emulator/stats``; the call itself opens one TCP (and TLS) connection, counted in the answer."""
+    result: dict[str, Any] = admin_get(base_url, ca_file, "/_emulator/stats")
+    return result
+
+
+def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What happened between two stats snapshots, less the connection the second snapshot itself opened."""
+    requests: dict[str, int] = {}
+    for key, count in after["requests"].items():
+        diff = count - before["requests"].get(key, 0)
+        if diff:
+            requests[key] = diff
+    return {
+        "requests": requests,
+        "requests_total": after["requests_total"] - before["requests_total"],
+        "iam_tokens_issued": after["iam_tokens_issued"] - before["iam_tokens_issued"],
+        "auth_failures": after["auth_failures"] - before["auth_failures"],
+        "connections": after["connections"] - before["connections"] - 1,
+        "tls_handshakes": after["tls_handshakes"] - before["tls_handshakes"] - 1,
+    }
+
+
+def route_count(delta: dict[str, Any], route: str, status: str | None = None) -> int:
+    return sum(
+        n
+        for key, n in delta["requests"].items()
+        if key.split(" ", 1)[0] == route and (status is None or key.split(" ", 1)[1] == status)
+    )
+
+
+async def create_tasks_async(
+    base_url: str, ca_file: str, specs: Sequence[dict[str, Any]], concurrency: int = 16
+) -> list[tuple[float, float]]:
+    """Create running tasks; returns each task's (monotonic before the POST, after the reply).
+
+    The emulator reads ``time.monotonic()`` (CLOCK_MONOTONIC, one clock for every process on the machine)
+    while it handles the POST, so the scan started between the two readings.
+    """
+    import asyncio
+
+    import aiohttp
+
+    times: list[tuple[float, float]] = [(0.0, 0.0)] * len(specs)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(ca_file) or True)
+    async with aiohttp.ClientSession(base_url, connector=connector) as session:
+        cursor = iter(range(len(specs)))
+
+        async def worker() -> None:
+            for index in cursor:
+                before = time.monotonic()
+                async with session.post("/_emulator/tasks", json=specs[index]) as response:
+                    await response.read()
+                    if response.status != 201:
+                        raise RuntimeError(f"task creation failed: HTTP {response.status}")
+                times[index] = (before, time.monotonic())
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return times
+
+
+def create_tasks(base_url: str, ca_file: str, specs: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    import asyncio
+
+    return asyncio.run(create_tasks_async(base_url, ca_file, specs))
+
+
+# --- /proc/self/status ------------------------------------------------------------------------------------
+
+
+def status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (VmRSS, VmHWM); 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+# --- statistics --------------------------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    rank = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def median(samples: Sequence[float]) -> float:
+    import statistics
+
+    return statistics.median(samples) if samples else float("nan")
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def temp_airflow_home() -> str:
+    return tempfile.mkdtemp(prefix="codecheck-bench-airflow-")
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

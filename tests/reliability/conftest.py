@@ -1,0 +1,44 @@
+"""Fixtures of the reliability suite: a reset emulator, the connection pointing at it, a clean token cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import reliability_helpers as rh
+
+from airflow_provider_codecheck.core import iam
+from airflow_provider_codecheck.emulator.server import EmulatorServer
+
+
+@pytest.fixture(autouse=True)
+def _clean_token_cache() -> Iterator[None]:
+    # Hooks and triggers use the process-wide cache; a token left by another test may be from a reset emulator.
+    iam.TOKEN_CACHE.clear()
+    yield
+    iam.TOKEN_CACHE.clear()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The metadata database for ``dag.test()`` (SQLite in the session's temporary AIRFLOW_HOME)."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture
+def emu(codecheck_emulator_clean: EmulatorServer) -> EmulatorServer:
+    return codecheck_emulator_clean
+
+
+@pytest.fixture
+def use_connection(emu: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``use_connection(auth_type="password", conn_id=CONN_ID, **extra)``: point a connection at ``emu``."""
+
+    def configure(auth_type: str = "password", conn_id: str = rh.CONN_ID, **extra: Any) -> str:
+        monkeypatch.setenv(rh.conn_env(conn_id), rh.connection_json(emu.base_url, auth_type, **extra))
+        return conn_id
+
+    return configure

@@ -1,0 +1,285 @@
+"""Helpers of the reliability suite (a uniquely named module: ``conftest`` is not importable by name).
+
+Scenario constants, task set-up on the emulator, the request-budget arithmetic, drivers for many concurrent
+trigger runs, and the figures file that ``docs/reliability.md`` is rendered from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_codecheck.emulator import defaults
+from airflow_provider_codecheck.emulator.server import EmulatorServer
+from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
+
+CONN_ID = "codecheck_rel"
+POLL = 0.2
+"""Seconds between polls in every scenario: short scans, many polls per scan."""
+FAULT_P = 0.3
+"""Share of progress requests a probability fault replaces."""
+RETRY_AFTER_S = 0.3
+"""Retry-After of throttle_429 (the client must wait at least that long)."""
+SLOW_DELAY_S = 1.0
+SLOW_TIMEOUT_S = 0.5
+"""Connection ``timeout`` extra for the ``slow`` row: shorter than the fault's delay, so it is a read timeout."""
+GLOBAL_TIMEOUT_S = 90.0
+"""No scenario may run longer: a hung wait fails the test instead of hanging the suite."""
+
+TRANSIENT_KINDS = (
+    "busy_400",
+    "busy_200",
+    "throttle_429",
+    "http_500",
+    "http_502",
+    "http_503",
+    "html_502",
+    "reset",
+    "slow",
+    "token_expired",
+    "malformed_json",
+    "unknown_status",
+)
+# Kind -> the error_code the wait must report after a single attempt.
+PERMANENT_KINDS = {
+    "forbidden_403": "APIGW.0302",
+    "not_found_404": "CC.00000404",
+    "no_permission_200": "CC.00050010",
+    "project_missing_200": "CC.00050013",
+}
+STATUS_NAMES = {1: "failed", 2: "success", 3: "stopped"}
+
+# Request budget: requests <= K * ideal, where ideal = sum over tasks of (duration / poll + 1), the polls a
+# fault-free waiter needs from the moment the scan starts. With independent faults each answer costs on average
+# 1 / (1 - 0.3) = 1.43 requests; the waits start after the scans (set-up time), so they need fewer polls than
+# ideal, and measured ratios are 0.6-1.3. K = 2 leaves room for scheduling noise on a loaded 2-core machine
+# while still catching a retry loop without backoff (that costs 10x and more).
+K_INDEPENDENT = 2.0
+# token_expired is correlated: one fault revokes the token that every concurrent waiter shares, so each
+# waiter with a request in flight pays one more 401 (and the pool one IAM call). Measured 1.8-2.4 at 50 waits.
+K_TOKEN_EXPIRED = 4.0
+
+
+def k_for(kind: str) -> float:
+    return K_TOKEN_EXPIRED if kind == "token_expired" else K_INDEPENDENT
+
+
+def connection_json(base_url: str, auth_type: str = "password", **extra: Any) -> str:
+    """An ``AIRFLOW_CONN_*`` value pointing at an emulator with its default credentials."""
+    login, password = {
+        "password": (defaults.IAM_USER, defaults.IAM_PASSWORD),
+        "aksk": (defaults.ACCESS_KEY, defaults.SECRET_KEY),
+    }.get(auth_type, (None, None))
+    fields: dict[str, Any] = {
+        "auth_type": auth_type,
+        "domain_name": defaults.IAM_DOMAIN,
+        "iam_endpoint": base_url,
+        **extra,
+    }
+    if auth_type == "token":
+        password = str(fields.pop("token"))
+    return json.dumps(
+        {
+            "conn_type": "huaweicloud_codecheck",
+            "host": base_url,
+            "login": login,
+            "password": password,
+            "extra": fields,
+        }
+    )
+
+
+def conn_env(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def fault_spec(kind: str, probability: float = FAULT_P, routes: tuple[str, ...] = ("progress",)) -> dict:
+    return {
+        "kind": kind,
+        "probability": probability,
+        "routes": list(routes),
+        "retry_after": RETRY_AFTER_S,
+        "delay_s": SLOW_DELAY_S,
+    }
+
+
+def timeout_extra(kinds: Iterable[str]) -> dict[str, Any]:
+    """Connection extras for a scenario: a short read timeout when ``slow`` is among the faults."""
+    return {"timeout": SLOW_TIMEOUT_S if "slow" in kinds else 10}
+
+
+@dataclass(frozen=True)
+class Planned:
+    task_id: str
+    duration_s: float
+    final_status: int
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES[self.final_status]
+
+
+def add_tasks(
+    emu: EmulatorServer,
+    prefix: str,
+    count: int,
+    faults: list[dict[str, Any]] | None = None,
+    min_duration: float = 1.0,
+    step: float = 0.25,
+    running: bool = True,
+    **spec: Any,
+) -> list[Planned]:
+    """``count`` tasks with durations ``min_duration + (i % 7) * step`` and final statuses 1, 2, 3 in turn.
+
+    Faults go into each task's own plan: the emulator seeds it with ``"<seed>:<task_id>"``, so which of a
+    task's requests fail does not depend on how the concurrent waits interleave.
+    """
+    planned = []
+    for i in range(count):
+        task = Planned(f"{prefix}-{i:03d}", min_duration + (i % 7) * step, 1 + i % 3)
+        emu.add_task(
+            task_id=task.task_id,
+            duration_s=task.duration_s,
+            final_status=task.final_status,
+            running=running,
+            faults=faults or [],
+            **spec,
+        )
+        planned.append(task)
+    return planned
+
+
+def ideal_polls(planned: Iterable[Planned], poll: float = POLL) -> float:
+    return sum(task.duration_s / poll + 1 for task in planned)
+
+
+def route_requests(stats: dict[str, Any], route: str) -> int:
+    """Requests the emulator answered (or reset) on ``route``."""
+    return sum(n for key, n in stats["requests"].items() if key.split(" ", 1)[0] == route)
+
+
+def progress_requests(stats: dict[str, Any]) -> int:
+    """Progress requests that reached the emulator.
+
+    A ``slow`` request the client gave up on is cancelled on the server before it is counted in ``requests``;
+    it is counted in ``faults_injected`` (progress is the only faulted route in these scenarios).
+    """
+    return route_requests(stats, "progress") + stats["faults_injected"].get("slow", 0)
+
+
+def faulted_share(stats: dict[str, Any]) -> float:
+    total = progress_requests(stats)
+    return sum(stats["faults_injected"].values()) / total if total else 0.0
+
+
+def make_trigger(task_id: str, conn_id: str = CONN_ID, **kwargs: Any) -> CodeCheckTaskTrigger:
+    kwargs.setdefault("poll_interval", POLL)
+    kwargs.setdefault("deadline", time.time() + 300)
+    return CodeCheckTaskTrigger(codecheck_task_id=task_id, codecheck_conn_id=conn_id, **kwargs)
+
+
+async def drain(trigger: CodeCheckTaskTrigger) -> list[dict[str, Any]]:
+    """Every event the trigger yields until its generator ends (the triggerer takes the first)."""
+    return [event.payload async for event in trigger.run()]
+
+
+async def run_triggers(
+    triggers: list[CodeCheckTaskTrigger], timeout: float = GLOBAL_TIMEOUT_S
+) -> list[list[dict[str, Any]]]:
+    """Run all triggers concurrently in this loop; a wait still running after ``timeout`` fails the test."""
+    return await asyncio.wait_for(asyncio.gather(*(drain(t) for t in triggers)), timeout)
+
+
+def check_final_events(planned: list[Planned], events: list[list[dict[str, Any]]]) -> list[str]:
+    """Problems found: a lost or duplicated event, or a wrong verdict (empty when all is well)."""
+    problems = []
+    for task, got in zip(planned, events):
+        if len(got) != 1:
+            problems.append(f"{task.task_id}: {len(got)} events")
+            continue
+        event = got[0]
+        if (event["status"], event["task_status"]) != (task.status_name, task.final_status):
+            problems.append(f"{task.task_id}: expected {task.status_name}, got {event}")
+    return problems
+
+
+# --- figures for docs/reliability.md -------------------------------------------------------------------
+
+FIGURES_ENV = "RELIABILITY_FIGURES"
+_FIGURES_LOCK = threading.Lock()
+
+
+def record(row: str, **figures: Any) -> None:
+    """Add a row of measured figures to the JSON file named by ``$RELIABILITY_FIGURES`` (if set)."""
+    path = os.environ.get(FIGURES_ENV)
+    if not path:
+        return
+    with _FIGURES_LOCK:
+        file = Path(path)
+        data = json.loads(file.read_text()) if file.exists() and file.stat().st_size else {"rows": {}}
+        data["rows"][row] = figures
+        file.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+# --- DAGs run with dag.test() ----------------------------------------------------------------------------
+
+
+def write_dag(
+    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: Iterable[tuple[str, str]] = ()
+) -> Path:
+    """Write a DAG of provider tasks into the dags folder (Airflow 3 runs only DAGs found there).
+
+    ``tasks`` maps task ids to (class name from the provider, keyword arguments as Python literals);
+    ``edges`` are (upstream, downstream) task id pairs.
+    """
+    lines = [
+        "import datetime",
+        "import pendulum",
+        "from airflow.providers.common.compat.sdk import DAG",
+        "from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator",
+        "from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor",
+        f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz='UTC'),"
+        " catchup=False) as dag:",
+    ]
+    for task_id, (cls, kwargs) in tasks.items():
+        args = "".join(f", {key}={value!r}" for key, value in kwargs.items())
+        lines.append(f"    {task_id} = {cls}(task_id={task_id!r}{args})")
+    lines.extend(f"    {upstream} >> {downstream}" for upstream, downstream in edges)
+    path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def load_dag(dag_id: str) -> Any:
+    """Import a DAG module of the dags folder afresh."""
+    import importlib
+    import sys
+
+    folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    sys.modules.pop(dag_id, None)
+    return importlib.import_module(dag_id).dag
+
+
+def build_dag(
+    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: Iterable[tuple[str, str]] = ()
+) -> Any:
+    write_dag(dag_id, tasks, edges)
+    return load_dag(dag_id)
+
+
+def ti_states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run: Any, task_id: str, key: str) -> Any:
+    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
+    return ti.xcom_pull(task_ids=task_id, key=key)

@@ -1,0 +1,118 @@
+"""Fault matrix through the real trigger: many concurrent ``CodeCheckTaskTrigger.run()`` in one event loop,
+against the emulator over sockets, with the default retry policy.
+
+Every wait must end with the scan's true verdict (final statuses 1, 2 and 3 are mixed), with exactly one event,
+within a global timeout, and within a request budget (see ``reliability_helpers.K_INDEPENDENT``). Permanent
+errors end the wait after a single request with the error code and request id in the event.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import reliability_helpers as rh
+
+from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+
+WAITS = 50
+FAST_WAITS = 20
+# The fast subset mixes five kinds in one plan; each fires with q so that 1 - (1 - q) ** 5 = 0.3.
+MIXED_KINDS = ("http_503", "reset", "token_expired", "malformed_json", "throttle_429")
+MIXED_Q = 1 - (1 - rh.FAULT_P) ** (1 / len(MIXED_KINDS))
+
+
+async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, waits: int):
+    use_connection(**rh.timeout_extra(kinds))
+    faults = [rh.fault_spec(kind, q) for kind in kinds]
+    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, faults)
+    triggers = [rh.make_trigger(task.task_id) for task in planned]
+    started = time.monotonic()
+    events = await rh.run_triggers(triggers)
+    elapsed = time.monotonic() - started
+
+    assert rh.check_final_events(planned, events) == []
+    stats = emu.stats()
+    requests = rh.progress_requests(stats)
+    ideal = rh.ideal_polls(planned)
+    k = max(rh.k_for(kind) for kind in kinds)
+    share = rh.faulted_share(stats)
+    assert stats["faults_injected"], "the scenario injected no fault"
+    if "token_expired" not in kinds:  # token_expired adds the 401s of the revoked token to the total
+        assert 0.2 <= share <= 0.4, f"faulted share {share:.2f} is not about {rh.FAULT_P}"
+    assert requests <= k * ideal, f"{requests} progress requests for {ideal:.0f} ideal polls (k={k})"
+    assert stats["runs"] == {}  # a trigger never starts a scan
+    rh.record(
+        row,
+        waits=waits,
+        faulted_share=round(share, 3),
+        correct=f"{waits - len(rh.check_final_events(planned, events))}/{waits}",
+        requests=requests,
+        ideal=round(ideal),
+        ratio=round(requests / ideal, 2),
+        k=k,
+        iam_tokens=stats["iam_tokens_issued"],
+        faults=stats["faults_injected"],
+        seconds=round(elapsed, 1),
+    )
+
+
+async def test_trigger_waits_survive_mixed_faults(emu, use_connection):
+    await _transient_scenario(emu, use_connection, "trigger/mixed", MIXED_KINDS, MIXED_Q, FAST_WAITS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", rh.TRANSIENT_KINDS)
+async def test_trigger_fault_matrix(emu, use_connection, kind):
+    await _transient_scenario(emu, use_connection, f"trigger/{kind}", (kind,), rh.FAULT_P, WAITS)
+
+
+@pytest.mark.parametrize(("kind", "error_code"), rh.PERMANENT_KINDS.items())
+async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(emu, use_connection, kind, error_code):
+    use_connection()
+    planned = rh.add_tasks(emu, f"perm-{kind}", WAITS, [rh.fault_spec(kind, 1.0)])
+    events = await rh.run_triggers([rh.make_trigger(task.task_id) for task in planned])
+
+    for task, got in zip(planned, events):
+        assert len(got) == 1, task
+        event = got[0]
+        assert event["status"] == "error", event
+        assert event["error_code"] == error_code
+        assert re.fullmatch(r"[0-9a-f]{32}", event["request_id"] or ""), event
+        assert error_code in event["message"]
+        assert event["request_id"] in event["message"]
+        assert "after" not in event["message"]  # "after N attempts" appears only when retried
+    stats = emu.stats()
+    # One progress request per wait (each needs at least one to learn its error): no retry, no second poll.
+    assert rh.progress_requests(stats) == WAITS
+    assert stats["faults_injected"] == {kind: WAITS}
+    rh.record(f"trigger/{kind}", waits=WAITS, attempts_per_wait=rh.progress_requests(stats) / WAITS)
+
+
+def test_run_retries_task_running_until_accepted_and_starts_one_scan(emu, use_connection):
+    """``running_200`` on run (CC.00050015 with HTTP 200): the run is refused, nothing started, so retry."""
+    use_connection()
+    planned = rh.add_tasks(emu, "run200", WAITS, [rh.fault_spec("running_200", routes=("run",))], running=False)
+
+    def run(task_id: str) -> str:
+        return CodeCheckHook(rh.CONN_ID).run_task(task_id).exec_id
+
+    with ThreadPoolExecutor(10) as pool:
+        exec_ids = list(pool.map(run, [task.task_id for task in planned], timeout=rh.GLOBAL_TIMEOUT_S))
+
+    stats = emu.stats()
+    refused = stats["faults_injected"]["running_200"]
+    assert refused > 0
+    assert stats["runs"] == {task.task_id: 1 for task in planned}  # exactly one scan per task
+    assert rh.route_requests(stats, "run") == WAITS + refused
+    for task, exec_id in zip(planned, exec_ids):
+        assert emu.get_task(task.task_id)["last_exec_id"] == exec_id
+    rh.record(
+        "hook/run running_200",
+        runs=WAITS,
+        refused=refused,
+        run_requests=rh.route_requests(stats, "run"),
+        scans_started=sum(stats["runs"].values()),
+    )
