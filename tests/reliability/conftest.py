@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,8 @@ import reliability_helpers as rh
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.emulator.server import EmulatorServer
 
+_LOADED_AT = time.monotonic()
+
 
 @pytest.fixture(autouse=True)
 def _clean_token_cache() -> Iterator[None]:
@@ -18,6 +21,13 @@ def _clean_token_cache() -> Iterator[None]:
     iam.TOKEN_CACHE.clear()
     yield
     iam.TOKEN_CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def _remove_written_dags() -> Iterator[None]:
+    yield
+    while rh.WRITTEN_DAGS:
+        rh.WRITTEN_DAGS.pop().unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +52,28 @@ def use_connection(emu: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Any:
         return conn_id
 
     return configure
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    """With ``$RELIABILITY_FIGURES`` set, add the run's counts, runtime and machine to the figures file."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    if not os.environ.get(rh.FIGURES_ENV):
+        return
+    import airflow
+
+    stats = terminalreporter.stats
+    rh.record(
+        "run",
+        passed=len(stats.get("passed", [])),
+        failed=len(stats.get("failed", [])) + len(stats.get("error", [])),
+        skipped=len(stats.get("skipped", [])),
+        deselected=len(stats.get("deselected", [])),
+        seconds=round(time.monotonic() - _LOADED_AT, 1),  # from collection to the summary
+        airflow=airflow.__version__,
+        python=platform.python_version(),
+        cpus=os.cpu_count(),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    )

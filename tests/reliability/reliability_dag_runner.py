@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import reliability_helpers as rh  # noqa: E402
+import reliability_helpers as rh
 
 XCOM_KEYS = ("return_value", "status", "exec_id", "console_url", "task_status", "info")
 

@@ -59,11 +59,11 @@ STATUS_NAMES = {1: "failed", 2: "success", 3: "stopped"}
 # Request budget: requests <= K * ideal, where ideal = sum over tasks of (duration / poll + 1), the polls a
 # fault-free waiter needs from the moment the scan starts. With independent faults each answer costs on average
 # 1 / (1 - 0.3) = 1.43 requests; the waits start after the scans (set-up time), so they need fewer polls than
-# ideal, and measured ratios are 0.6-1.3. K = 2 leaves room for scheduling noise on a loaded 2-core machine
+# ideal, and measured ratios are 0.6-1.1. K = 2 leaves room for scheduling noise on a loaded 2-core machine
 # while still catching a retry loop without backoff (that costs 10x and more).
 K_INDEPENDENT = 2.0
 # token_expired is correlated: one fault revokes the token that every concurrent waiter shares, so each
-# waiter with a request in flight pays one more 401 (and the pool one IAM call). Measured 1.8-2.4 at 50 waits.
+# waiter with a request in flight pays one more 401 (and the pool one IAM call). Measured 1.8-2.1 at 50 waits.
 K_TOKEN_EXPIRED = 4.0
 
 
@@ -200,7 +200,7 @@ async def run_triggers(
 def check_final_events(planned: list[Planned], events: list[list[dict[str, Any]]]) -> list[str]:
     """Problems found: a lost or duplicated event, or a wrong verdict (empty when all is well)."""
     problems = []
-    for task, got in zip(planned, events):
+    for task, got in zip(planned, events, strict=True):
         if len(got) != 1:
             problems.append(f"{task.task_id}: {len(got)} events")
             continue
@@ -254,7 +254,12 @@ def write_dag(
     lines.extend(f"    {upstream} >> {downstream}" for upstream, downstream in edges)
     path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
     path.write_text("\n".join(lines) + "\n")
+    WRITTEN_DAGS.append(path)
     return path
+
+
+WRITTEN_DAGS: list[Path] = []
+"""DAG files written by the running test; removed after it (dag.test() parses the whole folder each time)."""
 
 
 def load_dag(dag_id: str) -> Any:

@@ -9,6 +9,7 @@ checking. Every wait must still end with the new scan's verdict, with one event,
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import Any
@@ -29,7 +30,14 @@ def _import(classpath: str) -> type[CodeCheckTaskTrigger]:
     return getattr(__import__(module, fromlist=[name]), name)
 
 
-def _plan_lagged_scans(emu, prefix: str, count: int, faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _plan_lagged_scans(
+    emu,
+    prefix: str,
+    count: int,
+    faults: list[dict[str, Any]],
+    durations: tuple[float, float] = (1.5, 4.0),
+    lags: tuple[float, float] = (0.3, 1.0),
+) -> list[dict[str, Any]]:
     """Tasks whose previous verdict differs from the next one; start each scan once; return serialized triggers."""
     rng = random.Random(SEED)
     planned = []
@@ -37,8 +45,8 @@ def _plan_lagged_scans(emu, prefix: str, count: int, faults: list[dict[str, Any]
         final = 1 + i % 3
         emu.add_task(
             task_id=f"{prefix}-{i:03d}",
-            duration_s=round(rng.uniform(1.5, 4.0), 2),
-            lag_s=round(rng.uniform(0.3, 1.0), 2),
+            duration_s=round(rng.uniform(*durations), 2),
+            lag_s=round(rng.uniform(*lags), 2),
             final_status=final,
             initial_status=1 + (i + 1 + i // 3 % 2) % 3,  # always a different terminal status
             faults=faults,
@@ -74,7 +82,8 @@ class Triggerer:
 
     def start(self, task_id: str) -> None:
         entry = self.planned[task_id]
-        trigger = _import(entry["classpath"])(**entry["kwargs"])
+        kwargs = json.loads(json.dumps(entry["kwargs"]))  # as stored in the trigger table
+        trigger = _import(entry["classpath"])(**kwargs)
         self.running[task_id] = asyncio.ensure_future(self._collect(task_id, trigger))
 
     async def _collect(self, task_id: str, trigger: CodeCheckTaskTrigger) -> None:
@@ -185,11 +194,11 @@ def test_200_waits_survive_triggerer_restarts(emu, use_connection):
 async def test_stale_guard_is_what_keeps_lagged_waits_correct(emu, use_connection):
     """Control: without ``stale_until`` the same lagged scans report the previous verdict."""
     use_connection()
-    planned = _plan_lagged_scans(emu, "control", 6, [])
+    planned = _plan_lagged_scans(emu, "control", 6, [], durations=(0.5, 1.0), lags=(1.0, 1.5))
     unguarded = [rh.make_trigger(p["task"].task_id, exec_id=p["kwargs"]["exec_id"]) for p in planned]
     guarded = [_import(p["classpath"])(**p["kwargs"]) for p in planned]
     events = await rh.run_triggers(unguarded + guarded)
-    for entry, (unguarded_event,), (guarded_event,) in zip(planned, events[:6], events[6:]):
+    for entry, (unguarded_event,), (guarded_event,) in zip(planned, events[:6], events[6:], strict=True):
         task = entry["task"]
         assert unguarded_event["task_status"] != task.final_status  # the previous scan's verdict
         assert guarded_event["task_status"] == task.final_status
@@ -204,11 +213,13 @@ async def test_cancelled_triggers_stop_at_once(emu, use_connection):
     use_connection()
     planned = rh.add_tasks(emu, "cancel", 40, min_duration=60)
     # A short poll interval makes polls complete often, so cancellations land on that moment often.
-    running = [asyncio.ensure_future(rh.drain(rh.make_trigger(t.task_id, poll_interval=0.05))) for t in planned]
+    running = [
+        asyncio.ensure_future(rh.drain(rh.make_trigger(t.task_id, poll_interval=0.05))) for t in planned
+    ]
     rng = random.Random(SEED)
     await asyncio.sleep(0.5)
     still_running = []
-    for task, future in zip(planned, running):
+    for task, future in zip(planned, running, strict=True):
         await asyncio.sleep(rng.uniform(0, 0.05))
         future.cancel()
         done, _ = await asyncio.wait({future}, timeout=1.0)

@@ -130,7 +130,9 @@ def test_reprs_kwargs_and_errors_hold_no_secret(secrets_env, caplog):
             [repr(hook), repr(settings), repr(settings.auth), str(settings), repr(hook.client), repr(trigger)]
         )
         texts[f"{conn_id} trigger kwargs"] = json.dumps(trigger.serialize())
-        operator = CodeCheckRunTaskOperator(task_id="op", codecheck_task_id="sec-repr", codecheck_conn_id=conn_id)
+        operator = CodeCheckRunTaskOperator(
+            task_id="op", codecheck_task_id="sec-repr", codecheck_conn_id=conn_id
+        )
         sensor = CodeCheckTaskSensor(task_id="sn", codecheck_task_id="sec-repr", codecheck_conn_id=conn_id)
         texts[f"{conn_id} operator/sensor reprs"] = f"{operator!r} {sensor!r}"
         try:
@@ -194,11 +196,17 @@ def _run_dag_in_child(dag_id: str) -> tuple[dict[str, Any], str]:
     env = {**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1"}
     runner = Path(__file__).with_name("reliability_dag_runner.py")
     child = subprocess.run(
-        [sys.executable, str(runner), dag_id], env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(runner), dag_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     output = child.stdout + child.stderr
     results = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
-    assert child.returncode == 0 and results, output[-3000:]
+    assert child.returncode == 0, output[-3000:]
+    assert results, output[-3000:]
     return json.loads(results[-1][len("RESULT ") :]), output
 
 

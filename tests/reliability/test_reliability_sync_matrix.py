@@ -24,7 +24,9 @@ ALL_KINDS = (*rh.TRANSIENT_KINDS, *rh.PERMANENT_KINDS)
 
 def _wait_all(planned: list[rh.Planned]) -> list[dict]:
     def wait(task: rh.Planned) -> dict:
-        return CodeCheckHook(rh.CONN_ID).wait_for_scan(task.task_id, rh.POLL, timeout=rh.GLOBAL_TIMEOUT_S - 10)
+        return CodeCheckHook(rh.CONN_ID).wait_for_scan(
+            task.task_id, rh.POLL, timeout=rh.GLOBAL_TIMEOUT_S - 10
+        )
 
     with ThreadPoolExecutor(len(planned)) as pool:
         return list(pool.map(wait, planned, timeout=rh.GLOBAL_TIMEOUT_S))
@@ -105,7 +107,11 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
             start = f"start_{task.final_status}"
             tasks[start] = (
                 "CodeCheckRunTaskOperator",
-                {"codecheck_task_id": task.task_id, "codecheck_conn_id": rh.CONN_ID, "wait_for_completion": False},
+                {
+                    "codecheck_task_id": task.task_id,
+                    "codecheck_conn_id": rh.CONN_ID,
+                    "wait_for_completion": False,
+                },
             )
             edges.append((start, sensor))
         tasks[sensor] = ("CodeCheckTaskSensor", {"codecheck_task_id": task.task_id, **sensor_kwargs})
@@ -181,14 +187,16 @@ def test_operator_retries_refused_run_and_starts_one_scan(emu, use_connection):
                 "fail_on_failure": False,
             },
         )
-        for task, deferrable in zip(planned, (True, False))
+        for task, deferrable in zip(planned, (True, False), strict=True)
     }
     dag_run = rh.build_dag("rel_operator_run200", tasks).test()
     assert rh.ti_states(dag_run) == {name: "success" for name in tasks}
     stats = emu.stats()
     assert stats["runs"] == {task.task_id: 1 for task in planned}
     assert rh.route_requests(stats, "run") == 2 * 4  # three refusals, then the accepted run, per task
-    for name, task in zip(tasks, planned):
+    for name, task in zip(tasks, planned, strict=True):
         assert rh.xcom(dag_run, name, "exec_id") == emu.get_task(task.task_id)["last_exec_id"]
         assert rh.xcom(dag_run, name, "status") == task.status_name
-    rh.record("operator/run running_200", operators=2, run_requests=8, scans_started=sum(stats["runs"].values()))
+    rh.record(
+        "operator/run running_200", operators=2, run_requests=8, scans_started=sum(stats["runs"].values())
+    )

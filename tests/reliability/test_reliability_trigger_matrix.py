@@ -54,6 +54,7 @@ async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, .
         ratio=round(requests / ideal, 2),
         k=k,
         iam_tokens=stats["iam_tokens_issued"],
+        rejected_401=stats["requests"].get("progress 401", 0),
         faults=stats["faults_injected"],
         seconds=round(elapsed, 1),
     )
@@ -75,7 +76,7 @@ async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(emu, use_
     planned = rh.add_tasks(emu, f"perm-{kind}", WAITS, [rh.fault_spec(kind, 1.0)])
     events = await rh.run_triggers([rh.make_trigger(task.task_id) for task in planned])
 
-    for task, got in zip(planned, events):
+    for task, got in zip(planned, events, strict=True):
         assert len(got) == 1, task
         event = got[0]
         assert event["status"] == "error", event
@@ -94,7 +95,9 @@ async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(emu, use_
 def test_run_retries_task_running_until_accepted_and_starts_one_scan(emu, use_connection):
     """``running_200`` on run (CC.00050015 with HTTP 200): the run is refused, nothing started, so retry."""
     use_connection()
-    planned = rh.add_tasks(emu, "run200", WAITS, [rh.fault_spec("running_200", routes=("run",))], running=False)
+    planned = rh.add_tasks(
+        emu, "run200", WAITS, [rh.fault_spec("running_200", routes=("run",))], running=False
+    )
 
     def run(task_id: str) -> str:
         return CodeCheckHook(rh.CONN_ID).run_task(task_id).exec_id
@@ -107,7 +110,7 @@ def test_run_retries_task_running_until_accepted_and_starts_one_scan(emu, use_co
     assert refused > 0
     assert stats["runs"] == {task.task_id: 1 for task in planned}  # exactly one scan per task
     assert rh.route_requests(stats, "run") == WAITS + refused
-    for task, exec_id in zip(planned, exec_ids):
+    for task, exec_id in zip(planned, exec_ids, strict=True):
         assert emu.get_task(task.task_id)["last_exec_id"] == exec_id
     rh.record(
         "hook/run running_200",
