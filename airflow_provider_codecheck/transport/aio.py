@@ -44,16 +44,20 @@ class _Shared:
     # HTTP(S)_PROXY / NO_PROXY resolved once per origin ("https://host:port") for this session's lifetime.
     env_proxies: dict[str, tuple[Any, aiohttp.BasicAuth | None]] = field(default_factory=dict)
 
-    def env_proxy(self, url: str) -> tuple[Any, aiohttp.BasicAuth | None]:
+    async def env_proxy(self, url: str) -> tuple[Any, aiohttp.BasicAuth | None]:
         origin = "/".join(url.split("/", 3)[:3])
         found = self.env_proxies.get(origin)
         if found is None:
-            try:
-                found = aiohttp.helpers.get_env_proxy_for_url(URL(origin))
-            except LookupError:  # no proxy for this scheme, or NO_PROXY matches the host
-                found = (None, None)
-            self.env_proxies[origin] = found
+            # The lookup may read ~/.netrc: keep that file I/O off the event loop (once per origin).
+            found = self.env_proxies[origin] = await asyncio.to_thread(_env_proxy_for, origin)
         return found
+
+
+def _env_proxy_for(origin: str) -> tuple[Any, aiohttp.BasicAuth | None]:
+    try:
+        return aiohttp.helpers.get_env_proxy_for_url(URL(origin))
+    except LookupError:  # no proxy for this scheme, or NO_PROXY matches the host
+        return (None, None)
 
 
 @dataclass
@@ -173,7 +177,7 @@ class AsyncClient(ClientBase):
         if self.settings.proxy:
             proxy, proxy_auth = self.settings.proxy, None
         else:
-            proxy, proxy_auth = self._shared.env_proxy(request.url)
+            proxy, proxy_auth = await self._shared.env_proxy(request.url)
         try:
             async with self._shared.session.request(
                 request.method,
