@@ -63,7 +63,7 @@ STATUS_NAMES = {1: "failed", 2: "success", 3: "stopped"}
 # while still catching a retry loop without backoff (that costs 10x and more).
 K_INDEPENDENT = 2.0
 # token_expired is correlated: one fault revokes the token that every concurrent waiter shares, so each
-# waiter with a request in flight pays one more 401 (and the pool one IAM call). Measured 1.8-2.1 at 50 waits.
+# waiter with a request in flight pays one more 401 (and the pool one IAM call). Measured 2.0-2.4 at 50 waits.
 K_TOKEN_EXPIRED = 4.0
 
 
