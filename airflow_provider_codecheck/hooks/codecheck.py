@@ -18,10 +18,10 @@ from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPol
 from airflow_provider_codecheck.core.settings import ConnectionSettings, settings_from_connection
 from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, wait_for_scan
 from airflow_provider_codecheck.provider_info import CONN_TYPE, DEFAULT_CONN_ID
-from airflow_provider_codecheck.transport.sync import SyncClient
 
 if TYPE_CHECKING:
     from airflow_provider_codecheck.transport.aio import AsyncClient
+    from airflow_provider_codecheck.transport.sync import SyncClient
 
 # A task id that cannot exist: test_connection reads it, so proving credentials changes nothing.
 _PROBE_TASK_ID = "airflow-connection-test-0000"
@@ -86,6 +86,9 @@ class CodeCheckHook(BaseHook):
     @cached_property
     def client(self) -> SyncClient:
         """Blocking client with one keep-alive session for this hook's lifetime."""
+        # Imported here: requests costs ~100 ms, paid by every DAG file that imports an operator otherwise.
+        from airflow_provider_codecheck.transport.sync import SyncClient
+
         return SyncClient(self.get_settings(), self.retry_policy)
 
     @asynccontextmanager
@@ -114,6 +117,8 @@ class CodeCheckHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Prove the credentials with a read of a task that does not exist: no scan is started or changed."""
         try:
+            from airflow_provider_codecheck.transport.sync import SyncClient
+
             settings = self.get_settings()
             client = SyncClient(settings, self.retry_policy)
             try:

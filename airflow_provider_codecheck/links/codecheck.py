@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
+from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 CONSOLE_URL_XCOM_KEY = "console_url"
 
@@ -15,4 +15,6 @@ class CodeCheckTaskLink(BaseOperatorLink):
     name = "CodeArts Check task"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.providers.common.compat.sdk import XCom  # only the UI needs it: keep DAG parsing lean
+
         return XCom.get_value(key=CONSOLE_URL_XCOM_KEY, ti_key=ti_key) or ""

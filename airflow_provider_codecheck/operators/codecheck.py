@@ -6,24 +6,17 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_codecheck.core.models import TaskStatus
-from airflow_provider_codecheck.core.settings import console_url
-from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.links.codecheck import CONSOLE_URL_XCOM_KEY, CodeCheckTaskLink
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
-from airflow_provider_codecheck.results import (
-    check_quality_gate,
-    checked_event,
-    push_result,
-    raise_for_scan,
-    raise_unless_finished,
-    result_of,
-    validate_quality_gate,
-)
+
+# Every DAG file that uses the operator imports this module when it is parsed: the hook, the clients and
+# the result handling are imported when a task runs, not here.
+if TYPE_CHECKING:
+    from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
 SEVEN_DAYS = 7 * 24 * 3600.0
 
@@ -104,9 +97,14 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> CodeCheckHook:
+        from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+
         return CodeCheckHook(self.codecheck_conn_id)
 
     def execute(self, context: Any) -> dict[str, Any] | None:
+        from airflow_provider_codecheck.core.settings import console_url
+        from airflow_provider_codecheck.results import push_result, validate_quality_gate
+
         validate_quality_gate(self.quality_gate)  # fail before starting anything
         ti = context["ti"]
         exec_id, stale_until = self._start(ti.try_number) if self.run else (None, None)
@@ -142,6 +140,8 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     def _start(self, try_number: int) -> tuple[str | None, float | None]:
         """Start a scan unless an earlier try's scan is still running; returns (exec_id, stale_until)."""
+        from airflow_provider_codecheck.core.models import TaskStatus
+
         before = self.hook.get_task_progress(self.codecheck_task_id, self.job_id)
         if before.status is TaskStatus.CHECKING and try_number > 1:
             self.log.info(
@@ -158,9 +158,20 @@ class CodeCheckRunTaskOperator(BaseOperator):
         return exec_id, stale_until
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
+        from airflow_provider_codecheck.results import checked_event
+
         return self._finish(context, checked_event(event))
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow_provider_codecheck.results import (
+            check_quality_gate,
+            push_result,
+            raise_for_scan,
+            raise_unless_finished,
+            result_of,
+            validate_quality_gate,
+        )
+
         raise_unless_finished(event)
         defects = None
         if event["status"] == "success":

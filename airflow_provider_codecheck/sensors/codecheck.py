@@ -6,27 +6,18 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
-    AirflowSensorTimeout,
-    BaseSensorOperator,
-    PokeReturnValue,
-    conf,
-)
+from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
 
-from airflow_provider_codecheck.core.errors import CodeCheckError
-from airflow_provider_codecheck.core.waiting import describe, make_event
-from airflow_provider_codecheck.exceptions import CodeCheckWaitError
-from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
-from airflow_provider_codecheck.results import (
-    checked_event,
-    push_result,
-    raise_for_scan,
-    raise_unless_finished,
-    result_of,
-)
+
+# Every DAG file that uses the sensor imports this module when it is parsed: the hook, the clients and the
+# result handling are imported when a task runs, not here.
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import PokeReturnValue
+
+    from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
 
 class CodeCheckTaskSensor(BaseSensorOperator):
@@ -64,6 +55,8 @@ class CodeCheckTaskSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CodeCheckHook:
+        from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+
         return CodeCheckHook(self.codecheck_conn_id)
 
     def execute(self, context: Any) -> Any:
@@ -84,6 +77,12 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
+        from airflow.providers.common.compat.sdk import PokeReturnValue
+
+        from airflow_provider_codecheck.core.errors import CodeCheckError
+        from airflow_provider_codecheck.core.waiting import describe, make_event
+        from airflow_provider_codecheck.exceptions import CodeCheckWaitError
+
         try:
             progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id)
         except CodeCheckError as error:
@@ -100,12 +99,23 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
+        from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+        from airflow_provider_codecheck.results import checked_event
+
         checked = checked_event(event)
         if checked["status"] == "timeout":
             raise AirflowSensorTimeout(checked["message"])
         return self._finish(context, checked)
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow_provider_codecheck.results import (
+            push_result,
+            raise_for_scan,
+            raise_unless_finished,
+            result_of,
+        )
+
         raise_unless_finished(event)
         result = result_of(event)
         push_result(context, result)
