@@ -267,8 +267,19 @@ def load_average() -> float:
         return float("nan")
 
 
+_AIRFLOW_HOME: str | None = None
+
+
 def temp_airflow_home() -> str:
-    return tempfile.mkdtemp(prefix="codecheck-bench-airflow-")
+    """One throw-away AIRFLOW_HOME for all the children of this process (removed when it exits)."""
+    global _AIRFLOW_HOME
+    if _AIRFLOW_HOME is None:
+        import atexit
+        import shutil as _shutil
+
+        _AIRFLOW_HOME = tempfile.mkdtemp(prefix="codecheck-bench-airflow-")
+        atexit.register(_shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
+    return _AIRFLOW_HOME
 
 
 def repo_root() -> Path:

@@ -259,6 +259,8 @@ def scale_section(results: list[dict[str, Any]], config: dict[str, Any]) -> tupl
             row("p99 / p99.9 lag, ms", "lag_p99_ms"),
             row("gen-2 GC passes / longest, ms", "gc_counts"),
             row("peak RSS - RSS before, per waiting trigger, KiB", "rss_kib_per_trigger"),
+            row("GC-tracked objects per waiting trigger (probe)", "objects_per_wait"),
+            row("… their bytes (`sys.getsizeof`), per waiting trigger", "bytes_per_wait", 0),
             row("event latency after scan end: median, s", "latency_median_s", 2),
             row("event latency: p99, s", "latency_p99_s", 2),
             row("emulator CPU s", "emulator_cpu_s", 2),
@@ -361,7 +363,7 @@ def parse_section(results: list[dict[str, Any]], runs: int) -> tuple[str, list[l
                     "-",
                     f"import `{r['module'].rsplit('.', 2)[-2]}.codecheck` over `airflow.sdk`",
                     "≤ 10 ms",
-                    f"{r['median_ms']:.1f} ms",
+                    f"{r['median_ms']:.2f} ms",
                     met(r["median_ms"] <= TARGETS["parse_ms"]),
                 ]
             )
@@ -515,10 +517,11 @@ CHANGES = """## Provider changes made from these benchmarks
 Found while building the benchmarks; each is a minimal edit, and the figures above are with both in place
 (the CPU figures quoted here were measured one poll after another during development, on this machine):
 
-* `transport/aio.py` (commit 1728b98): the shared session had `trust_env=True`, with which aiohttp looks up
-  netrc and the proxy environment in worker threads on every request (two thread hops per poll). The session
-  now resolves `HTTP(S)_PROXY`/`NO_PROXY` once per origin (`_Shared.env_proxy`) and passes the proxy per
-  request: 1.46 → 0.68 ms CPU per poll (the bare-aiohttp floor was 0.59 ms).
+* `transport/aio.py` (commit 1728b98, refined in 08538c5): the shared session had `trust_env=True`, with
+  which aiohttp looks up netrc and the proxy environment in worker threads on every request (two thread hops
+  per poll). The session now resolves `HTTP(S)_PROXY`/`NO_PROXY` once per origin (`_Shared.env_proxy`, in a
+  thread, since it may read ~/.netrc) and passes the proxy per request: 1.46 → 0.68 ms CPU per poll (the
+  bare-aiohttp floor was 0.59 ms).
 * `triggers/codecheck.py` `_poll`: bounding each poll by the deadline created a task per poll
   (`asyncio.ensure_future` + `asyncio.wait`, itself replacing `asyncio.wait_for`, which swallows cancellations
   before Python 3.12). On Python >= 3.11 it now uses `asyncio.timeout()` in the trigger's own task (no task per
@@ -563,6 +566,31 @@ def analysis(data: dict[str, Any]) -> str:
                 f"{fmt(r.get('cpu_ms_per_1000_polls_without_starts'), 0)} ms per 1,000 polls "
                 f"({(r.get('cpu_ms_per_1000_polls_without_starts') or float('nan')) / floor['cpu_ms_per_1000_polls']:.2f}x the floor)."
             )
+
+        def median_of(variant: str, key: str) -> float | None:
+            values = [
+                r["anatomy_ms"][key] for r in results if r["variant"] == variant and key in r["anatomy_ms"]
+            ]
+            return common.median(values) if values else None
+
+        poll, log_line, start = (median_of("ours", k) for k in ("trigger_poll", "log_line", "trigger_start"))
+        floor_poll, a_poll = median_of("floor", "floor_poll"), median_of("dbt_style", "dbt_style_poll")
+        if poll is not None and log_line is not None and start is not None and floor_poll:
+            polls_per_wait = common.median([r["progress_polls"] / r["n"] for r in ours_runs])
+            here = poll + log_line + start / polls_per_wait
+            long_wait = poll + log_line
+            text = (
+                f"* Code only (medians of the table, no wake-up price): ours {poll:.2f} (poll) + {log_line:.2f} "
+                f"(log line) + {start:.2f} / {polls_per_wait:.1f} (the start, shared by the polls of a wait here) = "
+                f"{here:.2f} ms per poll, {here / floor_poll:.2f}x the floor's {floor_poll:.2f} ms"
+            )
+            if a_poll:
+                text += f" and {here / a_poll:.2f}x (a)'s {a_poll:.2f} ms"
+            text += (
+                f"; in a long wait, where the start no longer counts, {long_wait:.2f} ms, "
+                f"{long_wait / floor_poll:.2f}x the floor."
+            )
+            out.append(text)
         out += [
             "* What ours does beyond the floor, per poll: the call flow (retry policy, token cache, request "
             "building, status parsing), bounding the poll by the deadline (`asyncio.timeout` on Python >= 3.11), "
@@ -581,15 +609,27 @@ def analysis(data: dict[str, Any]) -> str:
                 f"{r['gc_counts'][2]} full (gen-2) garbage collections, the longest {r['gc_max_ms'][2]:.0f} ms "
                 f"(gen-1 longest {r['gc_max_ms'][1]:.0f} ms, {r['gc_total_s']:.2f} s in GC in all)."
             )
+        objs = {
+            v: common.median(
+                [r["objects_per_wait"] for r in results if r["variant"] == v and r.get("objects_per_wait")]
+            )
+            for v in ("ours", "floor", "dbt_style")
+        }
         out += [
             "",
-            "A full collection walks every GC-tracked object in the process: Airflow's import graph alone is "
-            f"about {min(r['gc_objects'] for r in results):,} objects here, and each waiting trigger adds its own. "
-            "While it runs, the loop stops; at 5,000-10,000 waits the longest pauses are GC pauses in the floor too, "
-            "so no trigger code removes them. The lever is the triggerer process's (e.g. `gc.freeze()` after "
-            "start-up, as Airflow's scheduler and DAG processor do, so full collections skip the import graph), "
-            "and fewer long-lived objects per wait, which makes full collections rarer. Some spikes are the shared "
-            "machine (other agents' tests) preempting the process.",
+            "The longest pauses are CPython's full (gen-2) garbage collections: one walks every GC-tracked object "
+            f"in the process, and Airflow's import graph alone is about {min(r['gc_objects'] for r in results):,} "
+            "objects here, so even the floor stops for hundreds of ms at 5,000-10,000 waits. CPython runs a full "
+            "collection whenever the objects promoted since the last one exceed 25% of the long-lived heap. A "
+            f"waiting `CodeCheckTaskTrigger` holds about {objs['ours']:.0f} GC-tracked objects (probe row above), "
+            f"the floor's wait about {objs['floor']:.0f}; so while thousands of waits start, ours grows the heap "
+            "several times faster, which triggers more full collections, each one longer (it walks the waits' "
+            "objects too). That is why ours misses the lag target by far more than the floor at 10,000, and why "
+            "its p99 lag rises there (the start phase is also the busiest: a connection lookup per starting "
+            "wait). Levers: fewer objects per waiting trigger (the nested coroutines/async generators of the "
+            "wait, the per-trigger hook, loggers and client objects), and in the triggerer process "
+            "`gc.freeze()` after start-up (as Airflow's scheduler and DAG processor do) so full collections "
+            "skip the import graph. Some spikes are the shared machine preempting the process.",
             "",
             "### Memory per waiting trigger",
             "",
@@ -605,15 +645,24 @@ def analysis(data: dict[str, Any]) -> str:
             )
         out += [
             "",
-            "A waiting `CodeCheckTaskTrigger` holds the trigger and its hook (each with a logger), the connection "
+            f"Counted directly (probe: {scale.PROBE_WAITS} waits on a long scan after each run, once each has polled "
+            "and sleeps), a waiting trigger holds "
+            + ", ".join(
+                f"{r['variant']} {r['objects_per_wait']:.0f} objects / {r['bytes_per_wait'] / 1024:.1f} KiB"
+                for r in results
+                if r["n"] == min(x["n"] for x in results) and r.get("objects_per_wait")
+            )
+            + " (GC-tracked objects only, `sys.getsizeof`, so strings and buffers are left out). A waiting "
+            "`CodeCheckTaskTrigger` holds the trigger and its hook (each with a logger), the connection "
             "settings, an `AsyncClient`, the wait flow's generator and the chain of coroutines and async "
             "generators that `run()` suspends in (`run` → `_wait` → `run_flow_async` → `asyncio.sleep`), plus "
-            "the runner's task; the floor holds one async generator and one task. The peak also counts what is "
-            "in flight at the busiest moment (requests queued for the 100 pooled connections after a GC pause, "
-            "their buffers) and memory the allocator keeps after freeing.",
+            "the runner's task; the floor holds one async generator and one task. The peak RSS per trigger is "
+            "larger than these counts: it also holds what is in flight at the busiest moment (requests queued "
+            "for the 100 pooled connections after a GC pause, their buffers) and memory the allocator keeps "
+            "after freeing.",
             "",
         ]
-        behind = [r for r in results if r["requests_per_ideal"] < 0.97]
+        behind = [r for r in results if r["requests_per_ideal"] < 0.98]
         if behind:
             out += [
                 "### Waits that fell behind",
@@ -627,22 +676,29 @@ def analysis(data: dict[str, Any]) -> str:
     parse = data.get("parse") or []
     ours_parse = [r for r in parse if r["label"].startswith("ours")]
     if ours_parse:
-        out += [
-            "### Parse-time cost",
-            "",
-            "Ours imports no aiohttp (the trigger's transport is imported only when a trigger runs). What it does "
-            "import at parse time: "
-            + "; ".join(
-                f"`{r['module']}` {r['median_ms']:.0f} ms, {r['new_modules']} new modules"
-                + (", including `requests` (with urllib3, charset_normalizer, idna)" if r["requests"] else "")
-                for r in ours_parse
+        out += ["### Parse-time cost", ""]
+        for r in ours_parse:
+            verdict = "within" if r["median_ms"] <= TARGETS["parse_ms"] else "over"
+            out.append(
+                f"* `{r['module']}`: {r['median_ms']:.2f} ms ({verdict} the {TARGETS['parse_ms']:g} ms target), "
+                f"{r['new_modules']} newly imported modules, aiohttp {'imported' if r['aiohttp'] else 'not imported'}"
+                f", requests {'imported' if r['requests'] else 'not imported'}; largest: "
+                + ", ".join(f"`{name}` {ms:.1f} ms" for name, ms in r["top_imports"][:3])
+                + "."
             )
-            + ". `requests` comes from `hooks/codecheck.py` importing `transport/sync.py` (the worker's client) "
-            "at module level; the operator and sensor modules import the hook, the core flows and their "
-            "dataclasses at module level too. Importing the hook's client (and the hook, in the operator and "
-            "sensor modules) only when a task runs would take `requests` and most of our own modules off the "
-            "DAG parse path. Not changed here: those modules are outside the trigger/transport/core code this "
-            "benchmark work may touch.",
+        dbt_parse = [r for r in parse if not r["label"].startswith("ours")]
+        if dbt_parse:
+            out.append(
+                "* dbt-cloud's modules import aiohttp, requests and its hook at parse time: "
+                + ", ".join(f"`{r['module']}` {r['median_ms']:.0f} ms" for r in dbt_parse)
+                + "."
+            )
+        out += [
+            "",
+            "The trigger's transport (aiohttp) and the worker's client (requests) are imported only when a task "
+            "or trigger runs; at parse time the operator and sensor modules import only Airflow's bases and "
+            "their own small modules (commit a688ee2). With 7 samples on a shared machine the spread (min-max) "
+            "is a few ms, about the size of the target.",
             "",
         ]
     return "\n".join(out)

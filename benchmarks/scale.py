@@ -204,7 +204,7 @@ async def _cpu_ms_per_call(call: Any, samples: int) -> float:
     return 1000 * (time.process_time() - started) / samples
 
 
-async def _anatomy(harness: Harness, task_id: str, samples: int = 300) -> dict[str, float]:
+async def _anatomy(harness: Harness, task_id: str, samples: int = 200) -> dict[str, float]:
     """CPU ms of the pieces of one poll, measured one call after another (no concurrency) before the run.
 
     ``task_id`` is a finished scan, so every poll gets the same small reply. These requests happen before the
@@ -250,7 +250,7 @@ async def _anatomy(harness: Harness, task_id: str, samples: int = 300) -> dict[s
     return figures
 
 
-async def _idle_ticker_cost(seconds: float = 2.0) -> float:
+async def _idle_ticker_cost(seconds: float = 1.5) -> float:
     """CPU ms per second of the lag ticker alone on an idle loop (each wake-up from idle has a price here)."""
     ticker = LagTicker(capacity=int(seconds / TICK_S) + 100)
     started = time.process_time()
@@ -352,8 +352,48 @@ def child_main(args: argparse.Namespace) -> int:
     else:
         result = asyncio.run(_measured(harness, task_ids, args.stagger, args.max_wait))
     result["anatomy_ms"] = anatomy
-    Path(args.result_file).write_text(json.dumps(result))
+    partial = Path(args.result_file + ".part")
+    partial.write_text(json.dumps(result))
+    partial.rename(args.result_file)  # the parent reads the emulator's stats as soon as this appears
+    if (
+        sys.stdin.readline().strip() == "probe"
+    ):  # the parent has its stats: count what a waiting trigger holds
+        probe = asyncio.run(_probe(harness, args.probe_task, PROBE_WAITS))
+        Path(args.result_file + ".probe").write_text(json.dumps(probe))
     return 0
+
+
+PROBE_WAITS = 500
+
+
+async def _probe(harness: Harness, task_id: str, n: int) -> dict[str, float]:
+    """GC-tracked objects and their bytes (``sys.getsizeof``) per waiting trigger: ``n`` waits on a long scan,
+    counted once each has polled and gone to sleep. Runs after the measurement, so it disturbs none of it."""
+    await harness.open()
+    gc.collect()
+    before = gc.get_objects()
+    known = {id(obj) for obj in before}
+    count_before = len(before)
+    del before
+    fired = array("d", bytes(8 * n))
+    statuses: list[str | None] = [None] * n
+    tasks = [asyncio.create_task(_consume(harness.make(task_id, i), i, fired, statuses)) for i in range(n)]
+    await asyncio.sleep(min(3.0, harness.poll / 2))  # every wait has started, polled once and sleeps
+    gc.collect()
+    after = gc.get_objects()
+    new = [obj for obj in after if id(obj) not in known and obj is not known]
+    figures = {
+        "waits": n,
+        "objects_per_wait": (len(after) - count_before) / n,
+        "bytes_per_wait": sum(sys.getsizeof(obj) for obj in new) / n,
+        "fired_early": sum(1 for t in fired if t),
+    }
+    del after, new
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await harness.close()
+    return figures
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -398,12 +438,18 @@ def measure(
     tag = f"{variant}-{n}"
     ready, result_file, spec_file = work / f"{tag}.ready", work / f"{tag}.json", work / f"{tag}.tasks.json"
     log_file = work / f"{tag}.log"
-    for stale in (ready, result_file, spec_file):
+    for stale in (ready, result_file, spec_file, Path(f"{result_file}.probe")):
         stale.unlink(missing_ok=True)
     max_wait = span_s + 6 * poll + 120
     with common.emulator(tls=True) as emu:
         common.admin_post(
             emu.base_url, emu.ca_file, "/_emulator/tasks", {"task_id": "warmup", "initial_status": 2}
+        )
+        common.admin_post(
+            emu.base_url,
+            emu.ca_file,
+            "/_emulator/tasks",
+            {"task_id": "probe", "duration_s": 3600, "running": True},
         )
         command = [
             sys.executable,
@@ -419,6 +465,8 @@ def measure(
             str(max_wait),
             "--warmup-task",
             "warmup",
+            "--probe-task",
+            "probe",
             "--ready-file",
             str(ready),
             "--result-file",
@@ -446,16 +494,21 @@ def measure(
                 assert child.stdin is not None
                 child.stdin.write(f"{spec_file}\n".encode())
                 child.stdin.flush()
-                code = child.wait(timeout=max_wait + 120)
+                _wait_for_file(result_file, child, timeout=max_wait + 120)
+                emu_cpu = (common.process_cpu_seconds(emu.pid) or 0.0) - (emu_cpu_before or 0.0)
+                after = common.stats(emu.base_url, emu.ca_file)
+                child.stdin.write(b"probe\n")
+                child.stdin.flush()
+                code = child.wait(timeout=120)
             finally:
                 if child.poll() is None:
                     child.kill()
                     child.wait()
         if code != 0:
             raise RuntimeError(f"benchmark child {tag} failed with {code}; see {log_file}")
-        emu_cpu = (common.process_cpu_seconds(emu.pid) or 0.0) - (emu_cpu_before or 0.0)
-        after = common.stats(emu.base_url, emu.ca_file)
     raw = json.loads(result_file.read_text())
+    probe_file = Path(str(result_file) + ".probe")
+    raw["probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
     return summarize(
         variant, poll, specs, creation, raw, common.stats_delta(before, after), emu_cpu, emu.pinned
     )
@@ -528,6 +581,8 @@ def summarize(
         "gc_objects": raw["gc_objects_after"],
         "requests_by_route": delta["requests"],
         "anatomy_ms": raw["anatomy_ms"],
+        "objects_per_wait": raw["probe"].get("objects_per_wait"),
+        "bytes_per_wait": raw["probe"].get("bytes_per_wait"),
         "ticker_cpu_ms_per_s": raw["anatomy_ms"]["ticker_per_s"],
         "cpu_ms_per_1000_polls_net_of_ticker": (
             1e6 * (raw["cpu_s"] - raw["wall_s"] * raw["anatomy_ms"]["ticker_per_s"] / 1000) / polls
@@ -551,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stagger", type=float, required=True)
     parser.add_argument("--max-wait", type=float, required=True)
     parser.add_argument("--warmup-task", required=True)
+    parser.add_argument("--probe-task", required=True)
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--result-file", required=True)
     parser.add_argument("--profile", help="write a cProfile of the measured phase here")
