@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dag_files import write_dag
+
 
 def connection_json(base_url: str, auth_type: str = "password", **extra: object) -> str:
     """An ``AIRFLOW_CONN_*`` value pointing at an emulator with its default credentials."""
@@ -44,26 +46,9 @@ def load_example(name: str) -> Any:
     return __import__(name).dag
 
 
-def build_dag(dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], chain: bool = False) -> Any:
-    """Write a DAG file with the given provider tasks into the dags folder and load it.
-
-    ``tasks`` maps task ids to (class name from the provider, keyword arguments given as Python reprs).
-    """
-    lines = [
-        "import datetime",
-        "import pendulum",
-        "from airflow.providers.common.compat.sdk import DAG",
-        "from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator",
-        "from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor",
-        f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz='UTC'),"
-        " catchup=False) as dag:",
-    ]
-    for task_id, (cls, kwargs) in tasks.items():
-        args = "".join(f", {key}={value!r}" for key, value in kwargs.items())
-        lines.append(f"    {task_id} = {cls}(task_id={task_id!r}{args})")
-    if chain:
-        lines.append("    " + " >> ".join(tasks))
-    (dags_folder() / f"{dag_id}.py").write_text("\n".join(lines) + "\n")
+def build_dag(dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]]) -> Any:
+    """Write a DAG file with the given independent provider tasks (``dag_files.write_dag``) and load it."""
+    write_dag(dag_id, tasks)
     return load_example(dag_id)
 
 
