@@ -14,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Both folders pytest would put on sys.path: this one (reliability_helpers) and tests/ (dag_files).
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import reliability_helpers as rh
 
