@@ -74,6 +74,13 @@ class BadRequestError(CodeCheckError):
     """The service rejected the request as invalid (CC.00050000, CC.00050019, other 4xx)."""
 
 
+class InvalidTaskIdError(BadRequestError, ValueError):
+    """A task id that is not an id or could escape the URL path; rejected before anything is sent.
+
+    Also a ``ValueError`` for callers that validate input that way; permanent (never retried).
+    """
+
+
 class ServiceError(CodeCheckError):
     """A CodeArts error code that retrying will not fix (e.g. CC.00050005 create task error)."""
 

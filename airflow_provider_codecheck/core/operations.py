@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from airflow_provider_codecheck.core.errors import InvalidResponseError
+from airflow_provider_codecheck.core.errors import InvalidResponseError, InvalidTaskIdError
 from airflow_provider_codecheck.core.http import ApiCall, quote_path_param
 from airflow_provider_codecheck.core.models import (
     SEVERITIES,
@@ -38,13 +38,15 @@ class Operation(Generic[T]):
 def validate_task_id(task_id: object) -> str:
     """Reject ids that could escape the URL path or are not ids at all, before any request is sent."""
     if not isinstance(task_id, str):
-        raise ValueError(f"CodeArts task id must be a string, got {type(task_id).__name__}")
+        raise InvalidTaskIdError(f"CodeArts task id must be a string, got {type(task_id).__name__}")
     if not task_id:
-        raise ValueError("CodeArts task id is empty")
+        raise InvalidTaskIdError("CodeArts task id is empty")
     if len(task_id) > MAX_TASK_ID_LENGTH:
-        raise ValueError(f"CodeArts task id is {len(task_id)} characters long; at most {MAX_TASK_ID_LENGTH}")
+        raise InvalidTaskIdError(
+            f"CodeArts task id is {len(task_id)} characters long; at most {MAX_TASK_ID_LENGTH}"
+        )
     if _FORBIDDEN_ID_CHARS.search(task_id) or ".." in task_id:
-        raise ValueError(
+        raise InvalidTaskIdError(
             f"CodeArts task id {task_id!r} contains a slash, '..', whitespace or a control character"
         )
     return task_id

@@ -8,6 +8,7 @@ import cc_client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import operations as ops
+from airflow_provider_codecheck.core.errors import BadRequestError, InvalidTaskIdError
 from airflow_provider_codecheck.core.iam import TokenCache
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.transport.aio import AsyncClient
@@ -37,8 +38,13 @@ OPERATIONS = ["get_task_progress", "run_task", "stop_task", "get_defects_summary
 
 @pytest.mark.parametrize("task_id", BAD_IDS, ids=repr)
 def test_validate_task_id_rejects(task_id):
-    with pytest.raises(ValueError):
+    # A CodeCheckError (so a trigger's "except CodeCheckError" reports it) that is also a ValueError,
+    # permanent: retrying a bad id never helps.
+    with pytest.raises(InvalidTaskIdError) as caught:
         ops.validate_task_id(task_id)
+    assert isinstance(caught.value, BadRequestError)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.retryable is False
 
 
 @pytest.mark.parametrize("task_id", ["t1", "x" * 128, "a.b-c_d~e", "%41", "ünï", "0" * 32])
@@ -87,8 +93,10 @@ def test_hook_sends_nothing_for_a_bad_id(emu, monkeypatch):
         for method in OPERATIONS:
             with pytest.raises(ValueError):
                 getattr(hook, method)(task_id)
-        with pytest.raises(ValueError):
-            hook.wait_for_scan(task_id, poll_interval=0.01, timeout=1)
+        # The wait reports the permanent error as its event (as the trigger does) instead of raising.
+        event = hook.wait_for_scan(task_id, poll_interval=0.01, timeout=1)
+        assert event["status"] == "error"
+        assert "task id" in event["message"]
     assert emu.stats()["requests_total"] == 0
 
 
