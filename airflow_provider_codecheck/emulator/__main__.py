@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-lifetime", type=float, default=defaults.TOKEN_LIFETIME_S, metavar="SECONDS")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault plans' random generators")
     parser.add_argument("--auto-create", action="store_true", help="unknown task ids get a finished task")
+    parser.add_argument(
+        "--unknown-task",
+        choices=defaults.UNKNOWN_TASK_MODES,
+        default="documented",
+        help="answer for unknown task ids: documented = 200 CC.00050002 (default), http_404 = 404 CC.00000404",
+    )
     return parser.parse_args(argv)
 
 
@@ -44,6 +50,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         token_lifetime_s=args.token_lifetime,
         seed=args.seed,
         auto_create=args.auto_create,
+        unknown_task=args.unknown_task,
     )
 
 

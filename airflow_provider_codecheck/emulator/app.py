@@ -1,7 +1,7 @@
 """The aiohttp application: CodeArts Check routes, IAM, and the plumbing every request goes through.
 
 Order for CodeArts routes: authenticate (401 on failure), then faults (per-task plan, then global plan),
-then the operation itself (404 for unknown tasks). Faults therefore only hit authenticated requests, which
+then the operation itself (unknown tasks: 200 ``CC.00050002``, see the README). Faults therefore only hit authenticated requests, which
 keeps "bad credentials → 401" deterministic even while a fault plan is active.
 """
 
@@ -21,7 +21,7 @@ from airflow_provider_codecheck.emulator import iam
 from airflow_provider_codecheck.emulator.admin import add_admin_routes
 from airflow_provider_codecheck.emulator.auth import SignedRequest
 from airflow_provider_codecheck.emulator.faults import ALL_ROUTES, Fault
-from airflow_provider_codecheck.emulator.responses import cc_error, fault_response, task_not_found
+from airflow_provider_codecheck.emulator.responses import cc_error, fault_response, unknown_task
 from airflow_provider_codecheck.emulator.service import EmulatorService
 from airflow_provider_codecheck.emulator.state import Task
 
@@ -120,7 +120,7 @@ def codearts_route(route: str, operation: Operation) -> Callable[[web.Request], 
             if answer is not None:
                 return answer
         if task is None:
-            return task_not_found(task_id)
+            return unknown_task(task_id, service.config.unknown_task)
         return operation(service, task, body)
 
     return handle

@@ -19,6 +19,8 @@ MAX_CLOCK_SKEW_S = 15 * 60.0
 TASK_DURATION_S = 2.0
 TASK_FINAL_STATUS = 2
 
+UNKNOWN_TASK_MODES = ("documented", "http_404")
+
 
 def stable_id(*parts: str) -> str:
     """A 32-hex id derived from names, so IAM ids stay the same across restarts."""
@@ -43,3 +45,10 @@ class EmulatorConfig:
     seed: int = 0
     # Unknown task ids get a finished, successful task instead of a 404 (handy for users' DAGs).
     auto_create: bool = False
+    # What an unknown task id answers: "documented" (200 CC.00050002, per Huawei's error-code table) or
+    # "http_404" (the emulator's old, undocumented 404 CC.00000404).
+    unknown_task: str = "documented"
+
+    def __post_init__(self) -> None:
+        if self.unknown_task not in UNKNOWN_TASK_MODES:
+            raise ValueError(f"unknown_task must be one of {UNKNOWN_TASK_MODES}")

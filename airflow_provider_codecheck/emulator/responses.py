@@ -18,7 +18,21 @@ def cc_error(status: int, code: str, message: str, **extra: Any) -> web.Response
 
 
 def task_not_found(task_id: str) -> web.Response:
+    """The invented 404 (fault kind ``not_found_404``, or ``unknown_task="http_404"``): no Huawei page shows it."""
     return cc_error(404, "CC.00000404", f"task {task_id} not found")
+
+
+# What the service answers for a task id it does not know. The API pages of every task route document only
+# 200/400/401, and the error-code table lists CC.00050002 "query task detail error" with HTTP status 200
+# (support.huaweicloud.com/api-codecheck/ErrorCode.html); see the README, "Unknown task".
+TASK_LOOKUP_FAILED = (200, "CC.00050002", "query task detail error")
+
+
+def unknown_task(task_id: str, mode: str) -> web.Response:
+    if mode == "http_404":
+        return task_not_found(task_id)
+    status, code, message = TASK_LOOKUP_FAILED
+    return cc_error(status, code, message)
 
 
 # kind -> (HTTP status, error_code, error_msg) for faults answered with a plain CodeArts-style JSON error.

@@ -167,11 +167,29 @@ def test_defects_summary_and_statistic(clocked):
         ("get", "defects-statistic"),
     ],
 )
-def test_unknown_task_is_404(clocked, method, suffix):
+def test_unknown_task_answers_the_documented_200_cc_00050002(clocked, method, suffix):
+    # Huawei documents no 404 for these APIs; its error-code table gives CC.00050002 with HTTP 200.
     api, _ = clocked
     response = getattr(api, method)(f"/v2/tasks/nope/{suffix}")
-    assert response.status_code == 404
-    assert response.json() == {"error_code": "CC.00000404", "error_msg": "task nope not found"}
+    assert response.status_code == 200
+    assert response.json() == {"error_code": "CC.00050002", "error_msg": "query task detail error"}
+    assert response.headers["X-Request-Id"]
+    assert api.server.stats()["runs"] == {}, "no task, so no run reached a task"
+
+
+def test_unknown_task_http_404_mode_keeps_the_old_answer():
+    import requests
+
+    with EmulatorServer(unknown_task="http_404") as server:
+        headers = {"X-Auth-Token": server.issue_token()}
+        response = requests.get(f"{server.base_url}/v2/tasks/nope/progress", headers=headers, timeout=10)
+        assert response.status_code == 404
+        assert response.json() == {"error_code": "CC.00000404", "error_msg": "task nope not found"}
+
+
+def test_unknown_task_mode_is_validated():
+    with pytest.raises(ValueError, match="unknown_task"):
+        EmulatorServer(unknown_task="teapot")
 
 
 def test_auto_create_makes_a_finished_task():
