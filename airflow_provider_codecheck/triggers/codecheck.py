@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -136,15 +137,74 @@ class CodeCheckTaskTrigger(BaseTrigger):
             return error
 
     async def on_kill(self) -> None:
-        """Stop the scan when a user kills the deferred task and ``cancel_on_kill`` is set."""
+        """Stop the scan when a user kills the deferred task and ``cancel_on_kill`` is set (Airflow >= 3.3).
+
+        Airflow 3.3.0-3.3.2 also call ``on_kill`` when the trigger merely moved to another triggerer
+        (apache/airflow PR #73454). Then the task instance is still DEFERRED, under its new triggerer; after a
+        user kill (mark failed/success, clear) it is not. So the scan is stopped only when the task instance is
+        seen no longer deferred, and never when its state cannot be read. Stopping is idempotent: only a
+        scan still checking is stopped. Airflow 2.11 never calls a trigger's ``on_kill``.
+        """
         if not self.cancel_on_kill:
+            return
+        still_deferred = await self._task_instance_still_deferred()
+        stop, reason = decide_stop_on_kill(self.cancel_on_kill, still_deferred)
+        if not stop:
+            self.log.warning("Not stopping CodeArts task %s: %s", self.codecheck_task_id, reason)
             return
         hook = CodeCheckHook(self.codecheck_conn_id)
         try:
             async with hook.async_client() as client:
+                progress = await client.get_task_progress(self.codecheck_task_id, self.job_id or self.exec_id)
+                fresh = self.stale_until is None or time.time() >= self.stale_until
+                if progress.status.is_terminal and fresh:
+                    self.log.info(
+                        "CodeArts task %s already ended (%s): nothing to stop",
+                        self.codecheck_task_id,
+                        progress.status.value,
+                    )
+                    return
                 await client.stop_task(self.codecheck_task_id)
-            self.log.info(
-                "Stopped CodeArts task %s after the Airflow task was killed", self.codecheck_task_id
-            )
+            self.log.info("Stopped CodeArts task %s: %s", self.codecheck_task_id, reason)
         except CodeCheckError as error:
             self.log.error("Could not stop CodeArts task %s: %s", self.codecheck_task_id, error)
+
+    async def _task_instance_still_deferred(self) -> bool | None:
+        """Whether this trigger's task instance is still DEFERRED; None when that cannot be read."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return None
+        try:
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import GetTICount, TICount
+
+            comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+            if comms is None:
+                return None
+            answer = await comms.asend(
+                GetTICount(
+                    dag_id=ti.dag_id,
+                    run_ids=[ti.run_id],
+                    task_ids=[ti.task_id],
+                    map_index=ti.map_index,
+                    states=["deferred"],
+                )
+            )
+        except Exception as error:  # any failure to read the state means: do not stop
+            self.log.warning("Could not read the state of task instance %s: %s", ti, error)
+            return None
+        if not isinstance(answer, TICount):
+            self.log.warning("Unexpected answer reading the state of task instance %s: %r", ti, answer)
+            return None
+        return answer.count > 0
+
+
+def decide_stop_on_kill(cancel_on_kill: bool, still_deferred: bool | None) -> tuple[bool, str]:
+    """Whether ``on_kill`` should stop the scan, and why (the reason is logged either way)."""
+    if not cancel_on_kill:
+        return False, "cancel_on_kill is off"
+    if still_deferred is None:
+        return False, "the task instance's state could not be read, so this may be a triggerer failover"
+    if still_deferred:
+        return False, "the task instance is still deferred: the trigger moved to another triggerer"
+    return True, "the Airflow task was killed"
