@@ -80,8 +80,12 @@ def wait_for_scan(
     ``stale_until``: after we start a run the service may keep reporting the *previous* run's terminal
     status for a while. Until that moment, a terminal status is trusted only once this run has been seen
     checking (task_status 0).
+
+    A poll answered with an error carrying ``retry_after`` (HTTP 429 Retry-After) makes the next pause at least
+    that long, still bounded by the deadline.
     """
     seen_checking = False
+    throttled_for = 0.0
     last: tuple[Any, ...] | None = None
     while True:
         now = clock()
@@ -99,6 +103,9 @@ def wait_for_scan(
                     "error", codecheck_task_id, f"Polling stopped: {answer}", exec_id=exec_id, error=answer
                 )
             yield Report("warning", f"Transient error, still waiting: {answer}")
+            if answer.retry_after:
+                # Throttled: never poll again before the server asked (bounded below by the deadline).
+                throttled_for = max(throttled_for, answer.retry_after)
         elif isinstance(answer, TaskProgress):
             state = (answer.status, answer.ratio, answer.info)
             if state != last:
@@ -116,7 +123,10 @@ def wait_for_scan(
                 )
         else:  # a driver bug, not a service condition
             raise TypeError(f"Poll must be answered with TaskProgress or CodeCheckError, got {answer!r}")
-        pause = poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - clock()))
+        pause = max(poll_interval, throttled_for)
+        throttled_for = 0.0
+        if deadline is not None:
+            pause = max(0.0, min(pause, deadline - clock()))
         yield Pause(pause)
 
 
