@@ -57,30 +57,38 @@ def _task_path(task_id: str, suffix: str) -> str:
 
 
 def parse_ratio(value: Any) -> int | None:
-    if value is None or value == "":
+    """Percent done from ``progress.ratio`` ("NN%"); None when absent or odd.
+
+    The ratio is informative only (logs, events): an odd value never turns a valid verdict into an error.
+    The raw answer stays in ``TaskProgress.raw``.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     match = _RATIO_RE.match(str(value))
     if not match or int(match.group(1)) > 100:
-        raise InvalidResponseError(f"progress.ratio {value!r} is not a percentage")
+        return None
     return int(match.group(1))
 
 
 def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None or isinstance(value, (dict, list)) else str(value)
 
 
 def parse_progress(body: Any) -> TaskProgress:
+    """Read ``task_status`` (the verdict, strictly) and, leniently, the informative ``progress`` object.
+
+    An absent ``task_status`` is read as null ("never checked"), as the SDK does: the service omits null
+    fields. A present but undocumented value (7, "2", true) is an error: the verdict must not be guessed.
+    """
     data = require_dict(body, "progress")
-    if "task_status" not in data:
-        raise InvalidResponseError("progress reply has no task_status")
-    raw_status = data["task_status"]
+    raw_status = data.get("task_status")
     try:
         status = TaskStatus.from_wire(raw_status)
     except (KeyError, TypeError):
         raise InvalidResponseError(f"undocumented task_status {raw_status!r}") from None
-    progress = data.get("progress") or {}
+    progress = data.get("progress")
     if not isinstance(progress, dict):
-        raise InvalidResponseError(f"progress field is a {type(progress).__name__}, expected an object")
+        progress = {}
     return TaskProgress(
         status=status,
         ratio=parse_ratio(progress.get("ratio")),

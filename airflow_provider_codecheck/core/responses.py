@@ -32,22 +32,43 @@ def _retry_after(headers: dict[str, str]) -> float | None:
 _MAX_ERROR_DEPTH = 8
 """How deep nested objects are searched for an error; replies nest errors one or two levels at most."""
 
+_ERROR_KEYS = (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message"))
+_SUCCESS_ERROR_KEYS = _ERROR_KEYS[:2]
+"""On a 2xx only these, at the top level, are an error: the documented CC codes sent with HTTP 200."""
 
-def _find_error(body: Any, depth: int = 0) -> tuple[str | None, str | None]:
-    """Find (code, message) the way the SDK does: error_code/error_msg, errorCode/errorMsg, code/message, nested."""
-    if not isinstance(body, dict) or depth > _MAX_ERROR_DEPTH:
-        return None, None
-    for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
+
+def _code_at(body: dict[str, Any], keys: tuple[tuple[str, str], ...]) -> tuple[str | None, str | None]:
+    for code_key, msg_key in keys:
         code = body.get(code_key)
         if code not in (None, "", 0, "0"):
             msg = body.get(msg_key)
             return str(code), None if msg is None else str(msg)
+    return None, None
+
+
+def _find_error(body: Any, depth: int = 0) -> tuple[str | None, str | None]:
+    """Find (code, message) in an error reply the way the SDK does (status >= 400 only):
+    error_code/error_msg, errorCode/errorMsg, code/message, then nested objects."""
+    if not isinstance(body, dict) or depth > _MAX_ERROR_DEPTH:
+        return None, None
+    found = _code_at(body, _ERROR_KEYS)
+    if found[0]:
+        return found
     for value in body.values():
         if isinstance(value, dict):
             found = _find_error(value, depth + 1)
             if found[0]:
                 return found
     return None, None
+
+
+def _find_success_error(body: Any) -> tuple[str | None, str | None]:
+    """A CodeArts error sent with a 2xx (e.g. 200 CC.00050015): a top-level error_code/errorCode only.
+
+    A nested object with ``code``/``message`` keys inside a valid answer is data, not an error (the SDK
+    parses errors only on status >= 400; the CC codes documented with 200 are top-level ``error_code``).
+    """
+    return _code_at(body, _SUCCESS_ERROR_KEYS) if isinstance(body, dict) else (None, None)
 
 
 def _text_snippet(body: bytes) -> str:
@@ -79,7 +100,7 @@ def decode(response: HttpResponse) -> Any:
             status=response.status,
             request_id=request_id,
         )
-    code, msg = _find_error(body)
+    code, msg = _find_error(body) if response.status >= 400 else _find_success_error(body)
     if response.status >= 400 or code:
         raise classify(response.status, code, msg, request_id, _retry_after(response.headers))
     return body
