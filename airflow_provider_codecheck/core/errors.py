@@ -120,6 +120,8 @@ _CODE_CLASSES: dict[str, type[CodeCheckError]] = {
     "CC.00000000": TransientError,  # network busy, try later
     "CC.00000003": TokenExpiredError,
     "CC.00050000": BadRequestError,
+    # "query task detail error": what the service answers (with HTTP 200) for a task id it does not know.
+    "CC.00050002": NotFoundError,
     "CC.00050006": TransientError,  # service inner error
     "CC.00050007": AuthenticationError,
     "CC.00050010": PermissionDeniedError,
@@ -129,6 +131,8 @@ _CODE_CLASSES: dict[str, type[CodeCheckError]] = {
     "CC.00050014": TransientError,  # getTaskBasicInfo failed, retry later
     "CC.00050015": TaskRunningError,
     "CC.00050019": BadRequestError,
+    # The gateway spells its codes APIG.* or APIGW.* (both appear in Huawei's docs).
+    "APIG.0308": ThrottledError,
     "APIGW.0308": ThrottledError,
 }
 
@@ -136,7 +140,7 @@ _CODE_CLASSES: dict[str, type[CodeCheckError]] = {
 def _class_for(status: int, error_code: str | None) -> type[CodeCheckError]:
     if error_code in _CODE_CLASSES:
         return _CODE_CLASSES[error_code]
-    if error_code and error_code.startswith("APIGW.03") and status != 403:
+    if error_code and error_code.startswith(("APIG.03", "APIGW.03")) and status != 403:
         # 0301 signature, 0303 date, 0101-style unknown AK all land in 03xx/01xx; the 403s of that range
         # (0302 "IAM user is not authorized to access the API") are permission errors, handled below.
         return AuthenticationError

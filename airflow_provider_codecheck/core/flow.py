@@ -149,7 +149,7 @@ def perform(
         return build_request(op.call, settings.endpoint, settings, token, ctx.now(), ctx.user_agent)
 
     def read(outcome: HttpResponse | TransportFailure, url: str) -> T:
-        return _read(outcome, url, lambda response: op.parse(decode(response)))
+        return _read(outcome, url, lambda response: op.parse(decode(response, ctx.now())))
 
     def renew() -> Flow[None]:
         nonlocal token

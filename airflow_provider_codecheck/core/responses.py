@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from airflow_provider_codecheck.core.errors import (
@@ -18,15 +21,34 @@ _SNIPPET = 200
 _TAG_RE = re.compile(r"<[^>]+>")
 
 
-def _retry_after(headers: dict[str, str]) -> float | None:
-    value = headers.get("retry-after")
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait per a Retry-After header (RFC 7231 7.1.3): delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured from ``now`` (the flow Context's clock) and never negative: a date in the past
+    means "retry now" (0). Anything unparseable is ignored (None); the backoff still applies.
+    """
     if value is None:
         return None
+    text = value.strip()
     try:
-        seconds = float(value)
+        seconds = float(text)
     except ValueError:
-        return None  # HTTP-date form: not worth a clock dependency; the backoff still applies
-    return seconds if seconds >= 0 else None
+        pass
+    else:
+        return seconds if seconds >= 0 and math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(text)  # IMF-fixdate, and the obsolete RFC 850 and asctime forms
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # HTTP-dates are always GMT
+    return max(0.0, (moment - now).total_seconds())
+
+
+def _retry_after(headers: dict[str, str], now: datetime | None) -> float | None:
+    return parse_retry_after(headers.get("retry-after"), now or datetime.now(timezone.utc))
 
 
 _MAX_ERROR_DEPTH = 8
@@ -77,8 +99,11 @@ def _text_snippet(body: bytes) -> str:
     return text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else "")
 
 
-def decode(response: HttpResponse) -> Any:
-    """Return the decoded JSON body of a successful reply, or raise the classified CodeCheckError."""
+def decode(response: HttpResponse, now: datetime | None = None) -> Any:
+    """Return the decoded JSON body of a successful reply, or raise the classified CodeCheckError.
+
+    ``now``: the moment an HTTP-date Retry-After is measured from (default: the wall clock).
+    """
     request_id = response.request_id
     try:
         body: Any = json.loads(response.body) if response.body.strip() else {}
@@ -102,7 +127,7 @@ def decode(response: HttpResponse) -> Any:
         )
     code, msg = _find_error(body) if response.status >= 400 else _find_success_error(body)
     if response.status >= 400 or code:
-        raise classify(response.status, code, msg, request_id, _retry_after(response.headers))
+        raise classify(response.status, code, msg, request_id, _retry_after(response.headers, now))
     return body
 
 

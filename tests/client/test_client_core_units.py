@@ -28,7 +28,7 @@ from airflow_provider_codecheck.core.errors import (
 )
 from airflow_provider_codecheck.core.http import HttpResponse, TransportFailure
 from airflow_provider_codecheck.core.models import TaskProgress, TaskStatus
-from airflow_provider_codecheck.core.responses import decode
+from airflow_provider_codecheck.core.responses import decode, parse_retry_after
 from airflow_provider_codecheck.core.retry import RetryPolicy
 from airflow_provider_codecheck.core.settings import (
     AkSkAuth,
@@ -134,6 +134,10 @@ def test_decode_ignores_zero_and_empty_codes(ok_body):
         (401, "APIGW.0303", AuthenticationError),
         (403, "APIGW.0302", PermissionDeniedError),
         (429, "APIGW.0308", ThrottledError),
+        (429, "APIG.0308", ThrottledError),
+        (401, "APIG.0301", AuthenticationError),
+        (401, "APIG.0307", AuthenticationError),
+        (200, "CC.00050002", NotFoundError),
         (400, "CC.00000000", TransientError),
         (500, "APIGW.0500", TransientError),
         (404, "CC.00000404", NotFoundError),
@@ -205,6 +209,53 @@ def test_decode_retry_after(header, expected):
     with pytest.raises(ThrottledError) as caught:
         decode(reply(429, {"error_code": "APIGW.0308", "error_msg": "throttled"}, {"retry-after": header}))
     assert caught.value.retry_after == expected
+
+
+RA_NOW = datetime(2026, 12, 1, 5, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        (" 7 ", 7.0),
+        ("Tue, 01 Dec 2026 05:00:30 GMT", 30.0),  # IMF-fixdate
+        ("Tuesday, 01-Dec-26 05:00:30 GMT", 30.0),  # obsolete RFC 850
+        ("Tue Dec  1 05:00:30 2026", 30.0),  # obsolete asctime
+        ("Tue, 01 Dec 2026 04:59:00 GMT", 0.0),  # in the past: retry now, never negative
+        ("Tue, 32 Dec 2026 05:00:30 GMT", None),
+        ("nan", None),
+        ("inf", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after_both_forms(header, expected):
+    assert parse_retry_after(header, RA_NOW) == expected
+
+
+@pytest.mark.parametrize("code", ["APIG.0308", "APIGW.0308"])
+def test_decode_http_date_retry_after_is_measured_from_the_given_now(code):
+    body = {"error_code": code, "error_msg": "The throttling threshold has been reached"}
+    with pytest.raises(ThrottledError) as caught:
+        decode(reply(429, body, {"retry-after": "Tue, 01 Dec 2026 05:00:12 GMT"}), RA_NOW)
+    assert caught.value.retry_after == 12.0
+    assert caught.value.error_code == code
+
+
+def test_perform_waits_for_an_http_date_retry_after_then_gives_up_when_it_exceeds_the_budget():
+    policy = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.01, max_elapsed=60)
+    date = "Sat, 28 Nov 2026 12:00:20 GMT"  # NOW + 20 s
+    gen = flow.perform(ops.get_task_progress("t1"), settings_of("aksk"), policy, ctx(1.0))
+    gen.send(None)
+    throttled = reply(429, {"error_code": "APIG.0308", "error_msg": "throttled"}, {"retry-after": date})
+    assert gen.send(throttled) == flow.Sleep(20.0)
+    gen.send(None)
+    late = "Sat, 28 Nov 2026 12:05:00 GMT"  # 300 s: beyond max_elapsed, give up now with the server's wait
+    with pytest.raises(ThrottledError) as caught:
+        gen.send(reply(429, {"error_code": "APIGW.0308"}, {"retry-after": late}))
+    assert caught.value.retry_after == 300.0
+    assert caught.value.attempts == 2
 
 
 def test_decode_returns_non_object_json_for_the_parser_to_judge():

@@ -183,11 +183,13 @@ def test_bad_signature_fails_on_the_first_attempt_with_the_apigw_code(emu, trans
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 def test_unknown_task_is_not_found_at_once(emu, transport):
+    # What Huawei documents (emulator-notes.md): 200 CC.00050002 "query task detail error".
     with pytest.raises(NotFoundError) as caught:
         h.invoke(transport, h.aksk_settings(emu), "get_defects_summary", "no-such-task")
-    assert caught.value.error_code == "CC.00000404"
-    assert caught.value.status == 404
-    assert emu.stats()["requests"] == {"defects_summary 404": 1}
+    assert caught.value.error_code == "CC.00050002"
+    assert caught.value.status == 200
+    assert caught.value.attempts == 1
+    assert emu.stats()["requests"] == {"defects_summary 200": 1}
 
 
 # --- run_task is not idempotent ----------------------------------------------------------------------------
