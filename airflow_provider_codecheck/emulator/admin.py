@@ -6,6 +6,9 @@
 * ``POST /_emulator/reset``          clears tasks, faults, tokens and stats
 * ``POST /_emulator/tokens``         ``{"lifetime_s": 3600}`` → 201 ``{"token": ...}``
 * ``POST /_emulator/expire-tokens``  expires every issued token now
+* ``POST /_emulator/revoke-tokens``  ``{"tokens": [...]?, "code": "APIGW.0301"}`` → ``{"revoked": n}``
+* ``POST /_emulator/quota``          ``{"rate", "burst", "scope", "retry_after_form"}`` → the quota now in force
+* ``POST /_emulator/shape``          ``{"null_fields": "null" | "absent"}``
 * ``GET  /_emulator/stats``          counters, see ``Stats.snapshot``
 * ``GET  /_emulator/health``         ``{"status": "ok"}``
 """
@@ -17,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_codecheck.emulator.faults import FaultSpecError
+from airflow_provider_codecheck.emulator.quota import QuotaSpecError
 from airflow_provider_codecheck.emulator.service import EmulatorService
 from airflow_provider_codecheck.emulator.state import SpecError
 
@@ -80,8 +84,40 @@ def add_admin_routes(app: web.Application, key: web.AppKey[EmulatorService]) -> 
         service(request).tokens.expire_all()
         return web.json_response({})
 
+    async def revoke_tokens(request: web.Request) -> web.Response:
+        try:
+            body = await _json_object(request)
+            revoked = service(request).revoke_tokens(body.get("tokens"), body.get("code", "APIGW.0301"))
+        except (ValueError, FaultSpecError) as err:
+            return _bad_request(str(err))
+        return web.json_response({"revoked": len(revoked)})
+
+    async def set_quota(request: web.Request) -> web.Response:
+        try:
+            body = await _json_object(request)
+            unknown = sorted(set(body) - {"rate", "burst", "scope", "retry_after_form"})
+            if unknown:
+                raise ValueError(f"unknown quota keys {unknown}")
+            quota = service(request).quota.configure(
+                body.get("rate"),
+                body.get("burst"),
+                body.get("scope", "api"),
+                body.get("retry_after_form", "seconds"),
+            )
+        except (ValueError, QuotaSpecError) as err:
+            return _bad_request(str(err))
+        return web.json_response(quota)
+
+    async def set_shape(request: web.Request) -> web.Response:
+        try:
+            body = await _json_object(request)
+            service(request).set_null_fields(body.get("null_fields", "null"))
+        except ValueError as err:
+            return _bad_request(str(err))
+        return web.json_response({"null_fields": service(request).null_fields})
+
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(service(request).stats.snapshot())
+        return web.json_response(service(request).stats_snapshot())
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -93,5 +129,8 @@ def add_admin_routes(app: web.Application, key: web.AppKey[EmulatorService]) -> 
     router.add_post("/_emulator/reset", reset)
     router.add_post("/_emulator/tokens", issue_token)
     router.add_post("/_emulator/expire-tokens", expire_tokens)
+    router.add_post("/_emulator/revoke-tokens", revoke_tokens)
+    router.add_post("/_emulator/quota", set_quota)
+    router.add_post("/_emulator/shape", set_shape)
     router.add_get("/_emulator/stats", stats)
     router.add_get("/_emulator/health", health)

@@ -20,6 +20,12 @@ TASK_DURATION_S = 2.0
 TASK_FINAL_STATUS = 2
 
 UNKNOWN_TASK_MODES = ("documented", "http_404")
+NULL_FIELD_MODES = ("null", "absent")
+
+# The gateway locks an AK/SK pair for 5 minutes after 5 failed authentications in a row
+# (reference gateway-and-quotas.md: "AK access failed to reach the limit,forbidden").
+AKSK_LOCK_THRESHOLD = 5
+AKSK_LOCK_S = 300.0
 
 
 def stable_id(*parts: str) -> str:
@@ -48,7 +54,13 @@ class EmulatorConfig:
     # What an unknown task id answers: "documented" (200 CC.00050002, per Huawei's error-code table) or
     # "http_404" (the emulator's old, undocumented 404 CC.00000404).
     unknown_task: str = "documented"
+    # Fields without a value: "null" (sent as null, as the docs list them) or "absent" (left out).
+    null_fields: str = "null"
+    aksk_lock_threshold: int = AKSK_LOCK_THRESHOLD
+    aksk_lock_s: float = AKSK_LOCK_S
 
     def __post_init__(self) -> None:
         if self.unknown_task not in UNKNOWN_TASK_MODES:
             raise ValueError(f"unknown_task must be one of {UNKNOWN_TASK_MODES}")
+        if self.null_fields not in NULL_FIELD_MODES:
+            raise ValueError(f"null_fields must be one of {NULL_FIELD_MODES}")

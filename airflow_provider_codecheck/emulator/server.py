@@ -248,10 +248,28 @@ class EmulatorServer:
         self.call(lambda service: service.reset())
 
     def stats(self) -> dict[str, Any]:
-        return self.call(lambda service: service.stats.snapshot())
+        return self.call(lambda service: service.stats_snapshot())
 
     def issue_token(self, lifetime_s: float | None = None) -> str:
         return self.call(lambda service: service.issue_token(lifetime_s))
 
     def expire_tokens(self) -> None:
         self.call(lambda service: service.tokens.expire_all())
+
+    def revoke_tokens(self, tokens: list[str] | None = None, code: str = "APIGW.0301") -> list[str]:
+        """Reject these tokens (None: every token issued so far) with 401 ``code`` from now on."""
+        return self.call(lambda service: service.revoke_tokens(tokens, code))
+
+    def set_quota(
+        self,
+        rate: float | None = None,
+        burst: int | None = None,
+        scope: str = "api",
+        retry_after_form: str | None = "seconds",
+    ) -> dict[str, Any]:
+        """Token-bucket quota in requests per second (None: off); ``scope`` "api" = one bucket per route."""
+        return self.call(lambda service: service.quota.configure(rate, burst, scope, retry_after_form))
+
+    def set_shape(self, null_fields: str = "null") -> None:
+        """ "null": fields without a value are sent as null; "absent": they are left out of 2xx answers."""
+        self.call(lambda service: service.set_null_fields(null_fields))

@@ -11,8 +11,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_codecheck.emulator.auth import Authenticator, TokenStore, WallClock, utc_now
-from airflow_provider_codecheck.emulator.defaults import EmulatorConfig
-from airflow_provider_codecheck.emulator.faults import Fault, FaultPlan
+from airflow_provider_codecheck.emulator.defaults import NULL_FIELD_MODES, EmulatorConfig
+from airflow_provider_codecheck.emulator.faults import (
+    TOKEN_REJECTION_MESSAGES,
+    Fault,
+    FaultPlan,
+    FaultSpecError,
+)
+from airflow_provider_codecheck.emulator.quota import Quota
 from airflow_provider_codecheck.emulator.state import SUCCEEDED, Task, TaskRegistry, terminal_progress
 from airflow_provider_codecheck.emulator.stats import Stats
 
@@ -31,8 +37,18 @@ class EmulatorService:
         self.tasks = TaskRegistry(clock)
         self.tokens = TokenStore(clock)
         self.auth = Authenticator(
-            self.tokens, self.config.access_keys, self.config.max_clock_skew_s, wall_clock
+            self.tokens,
+            self.config.access_keys,
+            self.config.max_clock_skew_s,
+            wall_clock,
+            clock,
+            lock_threshold=self.config.aksk_lock_threshold,
+            lock_s=self.config.aksk_lock_s,
         )
+        self.quota = Quota(clock)
+        # "null": fields without a value are sent as JSON null (the docs list null as a value);
+        # "absent": they are left out, as a Java service with NON_NULL serialisation would do.
+        self.null_fields = self.config.null_fields
         self.global_faults = FaultPlan([], self.config.seed)
         self.task_faults: dict[str, FaultPlan] = {}
 
@@ -55,11 +71,33 @@ class EmulatorService:
     def issue_token(self, lifetime_s: float | None = None) -> str:
         return self.tokens.issue(self.config.token_lifetime_s if lifetime_s is None else lifetime_s)
 
+    def revoke_tokens(self, tokens: list[str] | None = None, code: str = "APIGW.0301") -> list[str]:
+        if code not in TOKEN_REJECTION_MESSAGES:
+            raise FaultSpecError(f"code must be one of {sorted(TOKEN_REJECTION_MESSAGES)}")
+        if tokens is not None and (
+            not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens)
+        ):
+            raise FaultSpecError("tokens must be a list of strings (or omitted for every issued token)")
+        revoked = self.tokens.revoke(tokens, code)
+        self.stats.tokens_revoked += len(revoked)
+        return revoked
+
+    def set_null_fields(self, mode: str) -> None:
+        if mode not in NULL_FIELD_MODES:
+            raise ValueError(f"null_fields must be one of {list(NULL_FIELD_MODES)}")
+        self.null_fields = mode
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        return {**self.stats.snapshot(), "aksk_locked": self.auth.locked_keys()}
+
     def reset(self) -> None:
         self.tasks.clear()
         self.task_faults.clear()
         self.global_faults = FaultPlan([], self.config.seed)
         self.tokens.clear()
+        self.auth.reset()
+        self.quota.off()
+        self.null_fields = self.config.null_fields
         self.stats.reset()
 
     # --- request-time helpers ---------------------------------------------------------------------------
@@ -70,10 +108,10 @@ class EmulatorService:
             task = self.tasks.put(Task(task_id=task_id, initial=terminal_progress(SUCCEEDED)))
         return task
 
-    def pick_fault(self, route: str, task_id: str | None) -> Fault | None:
+    def pick_fault(self, route: str, task_id: str | None, token_auth: bool = True) -> Fault | None:
         """Per-task faults first, then the global plan; the injected fault is counted."""
         plan = self.task_faults.get(task_id) if task_id else None
-        fault = (plan.pick(route) if plan else None) or self.global_faults.pick(route)
+        fault = (plan.pick(route, token_auth) if plan else None) or self.global_faults.pick(route, token_auth)
         if fault is not None:
             self.stats.faults_injected[fault.kind] += 1
         return fault

@@ -87,6 +87,25 @@ class Scan:
             return Progress(RUNNING, f"{min(percent, 100)}%", "running")
         return terminal_progress(self.final_status)
 
+    def execution_progress(self, now: float) -> Progress:
+        """The status of this execution record (``progress?job_id=<exec_id>``).
+
+        Unlike the task's progress, the record never shows the previous scan: during the lag it is already
+        "checking" at 0% (an assumption, see the README).
+        """
+        if self.stopped_at is None and now - self.started_at < self.lag_s:
+            return Progress(RUNNING, "0%", "running")
+        return self.progress(now)
+
+    def to_admin_json(self, now: float) -> dict[str, Any]:
+        return {
+            "exec_id": self.exec_id,
+            "started_at": self.started_at,
+            "stopped": self.stopped_at is not None,
+            "running": self.is_running(now),
+            **self.execution_progress(now).to_json(),
+        }
+
     def finished_at(self, now: float) -> float | None:
         if self.stopped_at is not None:
             return self.stopped_at
@@ -120,6 +139,8 @@ class Task:
     initial: Progress = NEVER_RUN
     faults: list[dict[str, Any]] = field(default_factory=list)
     scan: Scan | None = None
+    # Every execution record of this task, oldest first (exec_id -> scan); ``scan`` is the latest.
+    executions: dict[str, Scan] = field(default_factory=dict)
     created_wall: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     SPEC_KEYS = frozenset(
@@ -180,6 +201,7 @@ class Task:
             final_status=self.final_status,
             previous=self.progress(now),
         )
+        self.executions[self.scan.exec_id] = self.scan
         return self.scan
 
     def stop_scan(self, now: float) -> bool:
@@ -198,6 +220,7 @@ class Task:
             "faults": self.faults,
             "running": self.is_running(now),
             "last_exec_id": self.scan.exec_id if self.scan else None,
+            "executions": [scan.to_admin_json(now) for scan in self.executions.values()],
             **self.progress(now).to_json(),
         }
 

@@ -5,8 +5,10 @@ All mutation happens on the emulator's event loop thread, so plain ints and Coun
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
+
+RECENT_TARGETS = 50
 
 
 class Stats:
@@ -25,6 +27,15 @@ class Stats:
         self.runs: Counter[str] = Counter()
         # Requests by route and User-Agent: tells which client (e.g. the trigger's aiohttp one) made them.
         self.user_agents: Counter[str] = Counter()
+        # Requests refused by the quota (not by throttle_429 faults, which count in faults_injected), by route.
+        self.throttled: Counter[str] = Counter()
+        # AK/SK requests answered 401, by AK (bad signature, unknown AK, bad date, or the AK was locked).
+        self.aksk_failures: Counter[str] = Counter()
+        # Requests whose target was in absolute form (``GET http://host:port/v2/...``), as sent to a proxy.
+        self.proxied_requests = 0
+        # The last request targets exactly as received (API and unknown routes, not the admin API).
+        self.recent_targets: deque[str] = deque(maxlen=RECENT_TARGETS)
+        self.tokens_revoked = 0
 
     def record_request(self, route: str, outcome: str, user_agent: str = "") -> None:
         """``outcome`` is the HTTP status as text, or ``reset`` when the connection was aborted."""
@@ -43,4 +54,9 @@ class Stats:
             "faults_injected": dict(self.faults_injected),
             "runs": dict(self.runs),
             "user_agents": dict(self.user_agents),
+            "throttled": dict(self.throttled),
+            "aksk_failures": dict(self.aksk_failures),
+            "proxied_requests": self.proxied_requests,
+            "recent_targets": list(self.recent_targets),
+            "tokens_revoked": self.tokens_revoked,
         }

@@ -11,6 +11,7 @@ from airflow_provider_codecheck.emulator.server import EmulatorServer
 
 NEVER = {"task_status": None, "progress": {"ratio": None, "info": None}}
 SUCCESS = {"task_status": 2, "progress": {"ratio": "100%", "info": "success"}}
+LOOKUP_FAILED = {"error_code": "CC.00050002", "error_msg": "query task detail error"}
 
 
 def running(ratio: str) -> dict:
@@ -132,10 +133,14 @@ def test_run_accepts_an_optional_body(clocked):
     assert "exec_id" in response.json()
 
 
-def test_progress_accepts_job_id(clocked):
+def test_progress_with_a_job_id_the_task_never_had(clocked):
+    # job_id is now honoured (the execution record's status); an id the task never had gets the documented
+    # lookup error instead of the task's latest progress (formerly the emulator ignored job_id).
     api, _ = clocked
     api.server.add_task(task_id="t1")
-    assert api.get("/v2/tasks/t1/progress", params={"job_id": "abc"}).json() == NEVER
+    response = api.get("/v2/tasks/t1/progress", params={"job_id": "abc"})
+    assert (response.status_code, response.json()) == (200, LOOKUP_FAILED)
+    assert api.get("/v2/tasks/t1/progress", params={"job_id": ""}).json() == NEVER, "empty job_id = absent"
 
 
 def test_defects_summary_and_statistic(clocked):
@@ -172,7 +177,7 @@ def test_unknown_task_answers_the_documented_200_cc_00050002(clocked, method, su
     api, _ = clocked
     response = getattr(api, method)(f"/v2/tasks/nope/{suffix}")
     assert response.status_code == 200
-    assert response.json() == {"error_code": "CC.00050002", "error_msg": "query task detail error"}
+    assert response.json() == LOOKUP_FAILED
     assert response.headers["X-Request-Id"]
     assert api.server.stats()["runs"] == {}, "no task, so no run reached a task"
 
