@@ -119,7 +119,7 @@ def decode(response: HttpResponse, now: datetime | None = None) -> Any:
             )
             if response.status in (502, 503, 504):
                 error = TransientError(error.message, status=response.status, request_id=request_id)
-            raise error
+            raise _mark_5xx(error, response.status)
         raise InvalidResponseError(
             f"reply is not valid JSON ({content_type}): {snippet!r}",
             status=response.status,
@@ -127,8 +127,18 @@ def decode(response: HttpResponse, now: datetime | None = None) -> Any:
         )
     code, msg = _find_error(body) if response.status >= 400 else _find_success_error(body)
     if response.status >= 400 or code:
-        raise classify(response.status, code, msg, request_id, _retry_after(response.headers, now))
+        error = classify(response.status, code, msg, request_id, _retry_after(response.headers, now))
+        raise _mark_5xx(error, response.status)
     return body
+
+
+def _mark_5xx(error: CodeCheckError, status: int) -> CodeCheckError:
+    # A 5xx leaves the effect unknown: a gateway's 502/503/504 may come after the backend accepted the
+    # request (a 504 "backend timeout" on run did start a scan), and a 500 may come after a partial effect.
+    # 429 and the 4xx are definite refusals; connect-refused never reached anyone.
+    if status >= 500:
+        error.maybe_processed = True
+    return error
 
 
 def require_dict(body: Any, what: str) -> dict[str, Any]:

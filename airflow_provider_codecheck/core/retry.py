@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airflow_provider_codecheck.core.errors import CodeCheckError
+from airflow_provider_codecheck.core.errors import CodeCheckError, TaskRunningError
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,13 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise ``error``."""
         if not error.retryable or attempt >= self.max_attempts:
             return None
-        if not idempotent and error.maybe_processed:
-            return None  # e.g. a run that may have started a scan: never risk a second one
+        if not idempotent and (error.maybe_processed or isinstance(error, TaskRunningError)):
+            # A non-idempotent call (run) is resent only after a definite refusal that changed nothing and
+            # will not change meaning: 429, network busy, connect refused. Never after an unknown outcome
+            # (timeout, reset after sending, any 5xx: the scan may have started), and never after "task is
+            # running" (CC.00050015): a resend would start a second scan once the first one ends; the
+            # caller attaches to the running scan instead.
+            return None
         backoff = rand() * min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         delay = max(backoff, error.retry_after or 0.0)
         if elapsed + delay > self.max_elapsed:

@@ -471,7 +471,38 @@ def test_next_delay_non_idempotent():
     assert POLICY.next_delay(ambiguous, 1, 0.0, False, lambda: 1.0) is None
     assert POLICY.next_delay(ambiguous, 1, 0.0, True, lambda: 1.0) == 0.5
     assert POLICY.next_delay(transient(), 1, 0.0, False, lambda: 1.0) == 0.5
-    assert POLICY.next_delay(TaskRunningError("running"), 1, 0.0, False, lambda: 1.0) == 0.5
+    # B3: "task is running" is final for a run (a resend would start a second scan after the first ends)...
+    assert POLICY.next_delay(TaskRunningError("running"), 1, 0.0, False, lambda: 1.0) is None
+    # ...and still retried for idempotent calls.
+    assert POLICY.next_delay(TaskRunningError("running"), 1, 0.0, True, lambda: 1.0) == 0.5
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("html", [False, True])
+def test_decode_marks_every_5xx_maybe_processed(status, html):
+    body = (
+        b"<html>Bad Gateway</html>" if html else {"error_code": "APIG.0201", "error_msg": "Backend timeout"}
+    )
+    with pytest.raises(TransientError) as caught:
+        decode(reply(status, body, {"content-type": "text/html"} if html else None))
+    assert caught.value.maybe_processed is True
+    assert POLICY.next_delay(caught.value, 1, 0.0, False, lambda: 1.0) is None  # run: never resent
+    assert POLICY.next_delay(caught.value, 1, 0.0, True, lambda: 1.0) == 0.5  # progress: retried
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (429, {"error_code": "APIGW.0308"}),
+        (400, {"error_code": "CC.00000000"}),
+        (200, {"error_code": "CC.00050012"}),
+    ],
+)
+def test_definite_refusals_are_not_maybe_processed(status, body):
+    with pytest.raises(TransientError) as caught:
+        decode(reply(status, body))
+    assert caught.value.maybe_processed is False
+    assert POLICY.next_delay(caught.value, 1, 0.0, False, lambda: 1.0) == 0.5
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from airflow_provider_codecheck.core.errors import (
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
+    TaskRunningError,
     ThrottledError,
     TokenExpiredError,
     TransientError,
@@ -214,7 +215,45 @@ def test_run_is_not_retried_after_an_ambiguous_failure(emu, transport, kind, err
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-@pytest.mark.parametrize("kind", ["http_503", "throttle_429", "running_200", "busy_400", "busy_200"])
+@pytest.mark.parametrize(
+    ("kind", "error_class", "scan_started"),
+    [
+        ("gateway_timeout_504", TransientError, True),  # the backend started the scan, then the gateway 504
+        ("reset_after", TransportError, True),  # the scan started, then the connection was reset
+        ("http_500", TransientError, False),
+        ("http_502", TransientError, False),
+        ("http_503", TransientError, False),
+        ("html_502", TransientError, False),
+    ],
+)
+def test_run_is_never_resent_after_an_unknown_outcome(emu, transport, kind, error_class, scan_started):
+    # B3: after a 5xx, a timeout or a reset after sending, the run may have started a scan: one POST only.
+    emu.set_faults([_fault(kind, 3, route="run")])
+    with pytest.raises(error_class) as caught:
+        h.invoke(transport, h.aksk_settings(emu), "run_task", h.TASK)
+    error = caught.value
+    assert error.maybe_processed is True
+    assert error.attempts == 1
+    stats = emu.stats()
+    assert h.route_requests(stats, "run") == 1, stats["requests"]
+    assert stats["runs"] == ({h.TASK: 1} if scan_started else {}), stats["runs"]
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_run_answered_task_running_is_raised_not_retried(emu, transport):
+    # B3: retrying a 200 CC.00050015 would start a second scan once the first ends: the caller attaches.
+    emu.set_faults([_fault("running_200", 3, route="run")])
+    with pytest.raises(TaskRunningError) as caught:
+        h.invoke(transport, h.aksk_settings(emu), "run_task", h.TASK)
+    assert caught.value.error_code == "CC.00050015"
+    assert caught.value.attempts == 1
+    stats = emu.stats()
+    assert h.route_requests(stats, "run") == 1
+    assert stats["runs"] == {}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("kind", ["throttle_429", "busy_400", "busy_200"])
 def test_run_is_retried_after_a_definite_refusal(emu, transport, kind):
     emu.set_faults([_fault(kind, 2, route="run")])
     result = h.invoke(transport, h.aksk_settings(emu), "run_task", h.TASK)
@@ -225,15 +264,13 @@ def test_run_is_retried_after_a_definite_refusal(emu, transport, kind):
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_run_of_a_running_task_exhausts_as_task_running(emu, transport):
-    from airflow_provider_codecheck.core.errors import TaskRunningError
-
+def test_run_of_a_running_task_is_task_running_at_once(emu, transport):
     emu.add_task(task_id=h.TASK, running=True, duration_s=60)
     with pytest.raises(TaskRunningError) as caught:
         h.invoke(transport, h.aksk_settings(emu), "run_task", h.TASK, policy=EXHAUST)
     assert caught.value.error_code == "CC.00050015"
-    assert caught.value.attempts == EXHAUST.max_attempts
-    assert emu.stats()["requests"] == {"run 200": EXHAUST.max_attempts}
+    assert caught.value.attempts == 1
+    assert emu.stats()["requests"] == {"run 200": 1}
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
