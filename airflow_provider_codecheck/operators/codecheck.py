@@ -163,27 +163,51 @@ class CodeCheckRunTaskOperator(BaseOperator):
         return self._finish(context, checked_event(event))
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        from airflow_provider_codecheck.core.errors import CodeCheckError
         from airflow_provider_codecheck.results import (
             check_quality_gate,
             push_result,
             raise_for_scan,
             raise_unless_finished,
             result_of,
-            validate_quality_gate,
         )
 
         raise_unless_finished(event)
         defects = None
+        defects_error: CodeCheckError | None = None
         if event["status"] == "success":
-            defects = self.hook.get_defects_statistic(self.codecheck_task_id).severity
+            try:
+                defects = self.hook.get_defects_statistic(self.codecheck_task_id).severity
+            except CodeCheckError as error:
+                # The verdict is known: keep it. Only a quality gate needs the counts (checked below).
+                defects_error = error
+                self.log.warning(
+                    "CodeArts task %s succeeded but its defect counts could not be read: %s",
+                    self.codecheck_task_id,
+                    error,
+                )
         result = result_of(event, defects)
         push_result(context, result)
         self.log.info("%s; defects %s", event["message"], defects)
         if self.fail_on_failure:
             raise_for_scan(event)
+        gate = self._gate()
         if defects is not None:
-            check_quality_gate(self.codecheck_task_id, validate_quality_gate(self.quality_gate), defects)
+            check_quality_gate(self.codecheck_task_id, gate, defects)
+        elif defects_error is not None and gate:
+            # No Airflow retry: a retry would start a second full scan just to read counts.
+            raise AirflowFailException(
+                f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the quality "
+                f"gate cannot be checked: reading its defect statistic failed: {defects_error}"
+            )
         return result
+
+    def _gate(self) -> dict[str, int]:
+        from airflow_provider_codecheck.results import validate_quality_gate
+
+        return validate_quality_gate(self.quality_gate)
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and self._started_scan:
