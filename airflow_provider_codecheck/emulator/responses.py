@@ -74,9 +74,9 @@ def http_date(moment: datetime) -> str:
 
 
 def throttled(
-    code: str, limit: float, retry_after_s: int | None, form: str | None, now: datetime, request_id: str
+    code: str, limit: float, retry_after_s: float | None, form: str | None, now: datetime, request_id: str
 ) -> web.Response:
-    """429 as APIG sends it; ``Retry-After`` (whole seconds) as delta-seconds or HTTP-date (None: no header)."""
+    """429 as APIG sends it; ``Retry-After`` as delta-seconds or HTTP-date (None: no header)."""
     message = (
         f"The throttling threshold has been reached: policy user over ratelimit,limit:{limit:g},time:1 second"
     )
@@ -85,7 +85,7 @@ def throttled(
         if form == "date":
             response.headers["Retry-After"] = http_date(now + timedelta(seconds=retry_after_s))
         else:
-            response.headers["Retry-After"] = str(retry_after_s)
+            response.headers["Retry-After"] = f"{retry_after_s:g}"
     return response
 
 
@@ -123,8 +123,10 @@ def fault_response(fault: Fault, task_id: str, request_id: str, now: datetime) -
         status, code, message = JSON_FAULTS[fault.kind]
         return cc_error(status, code, message)
     if fault.kind == "throttle_429":
-        retry_after = None if fault.retry_after is None else math.ceil(fault.retry_after)
-        return throttled(fault.code or "APIGW.0308", 10, retry_after, fault.retry_after_form, now, request_id)
+        # Sent as given ("3", or "0.3": not RFC 7231 delta-seconds, but fast tests and lenient clients use it).
+        return throttled(
+            fault.code or "APIGW.0308", 10, fault.retry_after, fault.retry_after_form, now, request_id
+        )
     if fault.kind == "token_rejected":
         failure = token_rejection(fault.code or "APIGW.0301")
         return token_rejected_response(failure.error_code, failure.error_msg, request_id)
