@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="documented",
         help="answer for unknown task ids: documented = 200 CC.00050002 (default), http_404 = 404 CC.00000404",
     )
+    parser.add_argument(
+        "--null-fields",
+        choices=defaults.NULL_FIELD_MODES,
+        default="null",
+        help="fields without a value: null = sent as JSON null (default), absent = left out",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +57,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         auto_create=args.auto_create,
         unknown_task=args.unknown_task,
+        null_fields=args.null_fields,
     )
 
 

@@ -85,6 +85,18 @@ def test_cli_credentials_and_auto_create(cli):
     assert server.stop() == 0
 
 
+def test_cli_unknown_task_and_null_fields_options(cli):
+    server = cli("--unknown-task", "http_404", "--null-fields", "absent")
+    token = requests.post(f"{server.base_url}/_emulator/tokens", json={}, timeout=10).json()["token"]
+    headers = {"X-Auth-Token": token}
+    missing = requests.get(f"{server.base_url}/v2/tasks/nope/progress", headers=headers, timeout=10)
+    assert (missing.status_code, missing.json()["error_code"]) == (404, "CC.00000404")
+    requests.post(f"{server.base_url}/_emulator/tasks", json={"task_id": "t1"}, timeout=10)
+    progress = requests.get(f"{server.base_url}/v2/tasks/t1/progress", headers=headers, timeout=10)
+    assert progress.json() == {"progress": {}}
+    assert server.stop() == 0
+
+
 def test_cli_tls_verifies_against_the_printed_ca(cli):
     server = cli("--tls")
     assert server.base_url.startswith("https://127.0.0.1:")
