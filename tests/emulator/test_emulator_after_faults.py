@@ -180,3 +180,39 @@ def test_huge_body_size_is_validated(emulator, size):
     spec = {"kind": "huge_body", "count": 1, "size_mb": size}
     response = requests.post(f"{emulator.base_url}/_emulator/faults", json={"faults": [spec]}, timeout=10)
     assert response.status_code == 400
+
+
+# --- on the IAM route -------------------------------------------------------------------------------------------
+
+
+def test_504_on_iam_after_the_token_was_issued(emulator):
+    from airflow_provider_codecheck.emulator import defaults
+
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {
+                        "name": defaults.IAM_USER,
+                        "password": defaults.IAM_PASSWORD,
+                        "domain": {"name": defaults.IAM_DOMAIN},
+                    }
+                },
+            },
+            "scope": {"project": {"name": "cn-north-4"}},
+        }
+    }
+    emulator.set_faults([{"kind": "gateway_timeout_504", "count": 1, "routes": ["iam"]}])
+    response = requests.post(f"{emulator.base_url}/v3/auth/tokens", json=body, timeout=10)
+    assert (response.status_code, response.json()["error_code"]) == (504, "APIG.0203")
+    assert "X-Subject-Token" not in response.headers
+    stats = emulator.stats()
+    assert stats["iam_tokens_issued"] == 1, "IAM issued a token the client never saw"
+    assert stats["requests"] == {"iam 504": 1}
+    emulator.set_faults([{"kind": "extra_fields", "count": 1, "routes": ["iam"]}])
+    response = requests.post(f"{emulator.base_url}/v3/auth/tokens", json=body, timeout=10)
+    assert response.status_code == 201
+    assert response.headers["X-Subject-Token"].startswith("MII")
+    assert response.json()["extension"] == {"code": "CC.1", "message": "not an error"}
+    assert "expires_at" in response.json()["token"]
