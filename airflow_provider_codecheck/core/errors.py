@@ -132,9 +132,22 @@ _CODE_CLASSES: dict[str, type[CodeCheckError]] = {
     "CC.00050015": TaskRunningError,
     "CC.00050019": BadRequestError,
     # The gateway spells its codes APIG.* or APIGW.* (both appear in Huawei's docs).
+    "APIG.0307": TokenExpiredError,  # "The token must be updated"
+    "APIGW.0307": TokenExpiredError,
     "APIG.0308": ThrottledError,
     "APIGW.0308": ThrottledError,
 }
+
+
+TOKEN_REJECTED_CODES = frozenset({"CC.00000003", "APIG.0301", "APIGW.0301", "APIG.0307", "APIGW.0307"})
+"""401 codes by which the service or its gateway rejects an IAM token (invalid, expired, revoked, to update)."""
+
+
+def rejects_token(error: CodeCheckError) -> bool:
+    """True for a 401 that rejects the X-Auth-Token sent (meaningful only for requests that sent one)."""
+    return isinstance(error, TokenExpiredError) or (
+        error.status == 401 and error.error_code in TOKEN_REJECTED_CODES
+    )
 
 
 def _class_for(status: int, error_code: str | None) -> type[CodeCheckError]:

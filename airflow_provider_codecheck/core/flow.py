@@ -20,8 +20,8 @@ from airflow_provider_codecheck.core.errors import (
     CodeCheckError,
     InvalidResponseError,
     TlsVerificationError,
-    TokenExpiredError,
     TransportError,
+    rejects_token,
 )
 from airflow_provider_codecheck.core.http import (
     USER_AGENT,
@@ -36,7 +36,7 @@ from airflow_provider_codecheck.core.models import IamToken
 from airflow_provider_codecheck.core.operations import Operation
 from airflow_provider_codecheck.core.responses import decode
 from airflow_provider_codecheck.core.retry import RetryPolicy
-from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
+from airflow_provider_codecheck.core.settings import AkSkAuth, ConnectionSettings, PasswordAuth
 
 T = TypeVar("T")
 
@@ -44,6 +44,9 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Send:
     request: HttpRequest
+    credential: iam.AkSkKey | None = None
+    """For AK/SK-signed requests: the key of ``iam.AKSK_MEMO`` to consult (probe one at a time while not
+    trusted, answer ``iam.Withheld`` instead of sending while rejected) and to teach with the outcome."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,13 @@ class Sleep:
 
 @dataclass(frozen=True)
 class NeedToken:
-    """Ask for a valid IAM token; ``stale`` is the token the service just rejected (None: any cached one)."""
+    """Ask for a valid IAM token; ``stale`` is the token the service just rejected (None: any cached one).
+
+    ``fetch=False``: only drop ``stale`` from the cache (answer None): a token rejected right after renewal.
+    """
 
     stale: str | None
+    fetch: bool = True
 
 
 Effect = Send | Sleep | NeedToken
@@ -84,7 +91,12 @@ def transport_error(failure: TransportFailure, url: str) -> CodeCheckError:
     return TransportError(f"{failure.kind} error talking to {url}: {failure.detail}")
 
 
-def _read(outcome: HttpResponse | TransportFailure, url: str, interpret: Callable[[HttpResponse], T]) -> T:
+Outcome = HttpResponse | TransportFailure | iam.Withheld
+
+
+def _read(outcome: Outcome, url: str, interpret: Callable[[HttpResponse], T]) -> T:
+    if isinstance(outcome, iam.Withheld):
+        raise outcome.error()
     if isinstance(outcome, TransportFailure):
         error = transport_error(outcome, url)
         error.maybe_processed = outcome.maybe_processed
@@ -101,35 +113,37 @@ def _read(outcome: HttpResponse | TransportFailure, url: str, interpret: Callabl
 
 def attempts(
     name: str,
-    build: Callable[[], HttpRequest],
-    read: Callable[[HttpResponse | TransportFailure, str], T],
+    build: Callable[[], Send],
+    read: Callable[[Outcome, str], T],
     idempotent: bool,
     policy: RetryPolicy,
     ctx: Context,
-    renew: Callable[[], Flow[None]] | None = None,
+    renew: Callable[[bool], Flow[None]] | None = None,
 ) -> Flow[T]:
     """Send ``build()`` until ``read`` accepts the outcome or the policy gives up.
 
-    ``renew``: on 401 CC.00000003, fetch a new token and try again at once; each renewal uses up an attempt.
+    ``renew(fetch)``: the IAM token just sent was rejected (401 CC.00000003, APIG(W).0301, APIG(W).0307).
+    The first time, drop it from the cache and get ONE new token, then try again at once (using up an
+    attempt). A renewed token rejected again is final: drop it too (no later call reuses it) and raise the
+    permanent AuthenticationError; a retry or an IAM storm would not fix a revoked user or a frozen account.
     """
     started = ctx.monotonic()
     attempt = 0
+    renewed = False
     while True:
         attempt += 1
-        request = build()
-        outcome = yield Send(request)
+        send = build()
+        outcome = yield send
         try:
-            return read(outcome, request.url.split("?", 1)[0])
+            return read(outcome, send.request.url.split("?", 1)[0])
         except CodeCheckError as error:
-            if renew is not None and isinstance(error, TokenExpiredError):
-                if attempt < policy.max_attempts:
-                    yield from renew()
+            if renew is not None and rejects_token(error):
+                if not renewed and attempt < policy.max_attempts:
+                    renewed = True
+                    yield from renew(True)
                     continue
-                if attempt > 1:
-                    # IAM granted every renewal, yet the service expired the fresh tokens too (a mass
-                    # revocation, not bad credentials): give up on this call, but let a caller that polls
-                    # (a wait, a sensor) try again later instead of ending on a permanent error.
-                    error.retryable = True
+                yield from renew(False)
+                error.retryable = False
             delay = policy.next_delay(error, attempt, ctx.monotonic() - started, idempotent, ctx.rand)
             if delay is None:
                 error.attempts = attempt
@@ -141,19 +155,25 @@ def attempts(
 def perform(
     op: Operation[T], settings: ConnectionSettings, policy: RetryPolicy, ctx: Context = DEFAULT_CONTEXT
 ) -> Flow[T]:
-    """Run one CodeArts Check operation; with IAM-password auth, refresh the token on 401 CC.00000003."""
+    """Run one CodeArts Check operation; with IAM-password auth, renew a rejected token once."""
     needs_token = isinstance(settings.auth, PasswordAuth)
     token: str | None = (yield NeedToken(stale=None)) if needs_token else None
+    credential = (
+        iam.aksk_key(settings.auth, settings.endpoint) if isinstance(settings.auth, AkSkAuth) else None
+    )
 
-    def build() -> HttpRequest:
-        return build_request(op.call, settings.endpoint, settings, token, ctx.now(), ctx.user_agent)
+    def build() -> Send:
+        request = build_request(op.call, settings.endpoint, settings, token, ctx.now(), ctx.user_agent)
+        return Send(request, credential)
 
-    def read(outcome: HttpResponse | TransportFailure, url: str) -> T:
+    def read(outcome: Outcome, url: str) -> T:
         return _read(outcome, url, lambda response: op.parse(decode(response, ctx.now())))
 
-    def renew() -> Flow[None]:
+    def renew(fetch: bool) -> Flow[None]:
         nonlocal token
-        token = yield NeedToken(stale=token)
+        fresh = yield NeedToken(stale=token, fetch=fetch)
+        if fetch:
+            token = fresh
 
     name = f"{op.name} {op.call.method} {op.call.path}"
     return (
@@ -169,11 +189,11 @@ def fetch_token(
     """Obtain an IAM user token (POST /v3/auth/tokens) under the same retry policy."""
     call: ApiCall = iam.token_call(auth)
 
-    def build() -> HttpRequest:
+    def build() -> Send:
         # No token yet: the password in the body is the credential.
-        return build_request(call, iam_endpoint, settings, None, ctx.now(), ctx.user_agent)
+        return Send(build_request(call, iam_endpoint, settings, None, ctx.now(), ctx.user_agent))
 
-    def read(outcome: HttpResponse | TransportFailure, url: str) -> IamToken:
+    def read(outcome: Outcome, url: str) -> IamToken:
         return _read(outcome, url, lambda response: iam.parse_token_response(response, auth))
 
     return (yield from attempts("IAM token POST /v3/auth/tokens", build, read, True, policy, ctx))

@@ -1,17 +1,18 @@
-"""IAM user-password tokens: the request, the reply, and the process-wide token cache."""
+"""IAM credentials: user-password tokens (request, reply, process-wide cache) and the memo of rejected AK/SK."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_codecheck.core.errors import AuthenticationError, InvalidResponseError
+from airflow_provider_codecheck.core.errors import AuthenticationError, CodeCheckError, InvalidResponseError
 from airflow_provider_codecheck.core.http import ApiCall, HttpResponse
 from airflow_provider_codecheck.core.models import IamToken
 from airflow_provider_codecheck.core.responses import decode, require_dict
-from airflow_provider_codecheck.core.settings import PasswordAuth
+from airflow_provider_codecheck.core.settings import AkSkAuth, PasswordAuth
 
 # Refresh this long before expiry (at most 15 minutes, at most a tenth of the token's life).
 _MAX_REFRESH_MARGIN = 900.0
@@ -107,3 +108,120 @@ class TokenCache:
 
 
 TOKEN_CACHE = TokenCache()
+
+
+# --- AK/SK credentials the gateway rejected ------------------------------------------------------------------
+
+REJECTED_AKSK_HOLD_S = 600.0
+"""How long a rejected AK/SK stays refused in this process without another request being sent.
+
+The gateway locks an AK for 5 minutes (300 s) after 5 failed authentications in a row, for every caller of
+that AK. Holding a rejection for 10 minutes means this process adds at most one failure per 10 minutes, never
+reaching the lock on its own, and a lock caused elsewhere has expired by the time we try again; an account
+that was fixed (AK re-enabled, arrears paid) recovers within 10 minutes without a restart. A *changed* SK (or
+security token) in the connection is another key and is used at once.
+"""
+
+AkSkKey = tuple[str, str, str]
+
+
+def aksk_key(auth: AkSkAuth, endpoint: str) -> AkSkKey:
+    """(endpoint, AK, digest of SK and security token): never the secret itself."""
+    secret = f"{auth.secret_key}\0{auth.security_token or ''}".encode()
+    return (endpoint, auth.access_key, hashlib.sha256(secret).hexdigest())
+
+
+@dataclass(frozen=True)
+class AkSkRejection:
+    """What the gateway said when it rejected an AK/SK (its code, message and request id; no secret)."""
+
+    at: float
+    """Monotonic time of the rejection."""
+    status: int
+    error_code: str | None
+    error_msg: str | None
+    request_id: str | None
+
+    def error(self, now: float, hold_s: float) -> AuthenticationError:
+        left = max(0.0, self.at + hold_s - now)
+        error = AuthenticationError(
+            f"the gateway rejected this connection's AK/SK {now - self.at:.0f}s ago; not sent again for "
+            f"{left:.0f}s (each failed signature counts toward the gateway's lock-out of the AK for 5 minutes "
+            "after 5 failures, for every caller). Fix the SK in the connection: a changed SK is used at once",
+            status=self.status,
+            error_code=self.error_code,
+            error_msg=self.error_msg,
+            request_id=self.request_id,
+        )
+        return error
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A transport's answer to ``Send`` when the request was not sent: its AK/SK is known to be rejected."""
+
+    rejection: AkSkRejection
+    now: float
+    hold_s: float
+
+    def error(self) -> AuthenticationError:
+        return self.rejection.error(self.now, self.hold_s)
+
+
+class AkSkMemo:
+    """Process-wide memo of AK/SK keys: trusted (the gateway accepted one) or rejected (when, with what).
+
+    Thread-safe (a plain lock around dict operations, never held across I/O), so worker threads and the
+    triggerer's event loops share it. Transports consult it around each signed request: a key not yet trusted
+    is probed by one request at a time, so concurrent first calls with a wrong SK cost one failure, not N.
+    """
+
+    def __init__(self, hold_s: float = REJECTED_AKSK_HOLD_S) -> None:
+        self.hold_s = hold_s
+        self._lock = threading.Lock()
+        self._trusted: set[AkSkKey] = set()
+        self._rejected: dict[AkSkKey, AkSkRejection] = {}
+
+    def trusted(self, key: AkSkKey) -> bool:
+        with self._lock:
+            return key in self._trusted
+
+    def withheld(self, key: AkSkKey, now: float) -> Withheld | None:
+        """The rejection to answer with instead of sending, or None when a request may be sent."""
+        with self._lock:
+            rejection = self._rejected.get(key)
+            if rejection is None:
+                return None
+            if now - rejection.at >= self.hold_s:
+                del self._rejected[key]  # time to find out whether the account was fixed
+                return None
+            return Withheld(rejection, now, self.hold_s)
+
+    def observe(self, key: AkSkKey, outcome: object, now: float) -> None:
+        """Learn from the outcome of a signed request: a 401 rejects the key, any other reply trusts it."""
+        if not isinstance(outcome, HttpResponse):
+            return  # no reply: nothing learned
+        with self._lock:
+            if outcome.status == 401:
+                code, msg = _error_of(outcome)
+                self._trusted.discard(key)
+                self._rejected[key] = AkSkRejection(now, outcome.status, code, msg, outcome.request_id)
+            else:
+                self._trusted.add(key)
+                self._rejected.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._trusted.clear()
+            self._rejected.clear()
+
+
+def _error_of(response: HttpResponse) -> tuple[str | None, str | None]:
+    try:
+        decode(response)
+    except CodeCheckError as error:
+        return error.error_code, error.error_msg
+    return None, None
+
+
+AKSK_MEMO = AkSkMemo()

@@ -64,6 +64,7 @@ def _env_proxy_for(origin: str) -> tuple[Any, aiohttp.BasicAuth | None]:
 class _LoopState:
     sessions: dict[tuple[Any, ...], _Shared] = field(default_factory=dict)
     token_locks: dict[iam.CacheKey, asyncio.Lock] = field(default_factory=dict)
+    aksk_gates: dict[iam.AkSkKey, asyncio.Lock] = field(default_factory=dict)
 
 
 # Keyed by loop so that a test or a restarted triggerer loop never sees another loop's objects.
@@ -149,13 +150,18 @@ class AsyncClient(ClientBase):
     async def get_defects_statistic(self, task_id: str) -> DefectStatistic:
         return await self.execute(ops.get_defects_statistic(task_id))
 
-    async def token(self, stale: str | None = None) -> str:
-        """A valid IAM token for password auth: cached, single-flight across tasks of this loop."""
+    async def token(self, stale: str | None = None, fetch: bool = True) -> str | None:
+        """A valid IAM token for password auth: cached, single-flight across tasks of this loop.
+
+        ``stale``: a token the service rejected, dropped from the cache first; ``fetch=False``: only that.
+        """
         auth, key = self._token_key()
         lock = _loop_state().token_locks.setdefault(key, asyncio.Lock())
         async with lock:
             if stale is not None:
                 self.token_cache.invalidate(key, stale)
+            if not fetch:
+                return None
             cached = self.token_cache.fresh(key, time.time())
             if cached is not None:
                 return cached.token
@@ -165,11 +171,21 @@ class AsyncClient(ClientBase):
 
     async def _answer(self, effect: core_flow.Effect) -> object:
         if isinstance(effect, core_flow.Send):
-            return await self._send(effect.request)
+            if not self._needs_gate(effect):
+                outcome: object = await self._send(effect.request)
+            else:
+                assert effect.credential is not None
+                gate = _loop_state().aksk_gates.setdefault(effect.credential, asyncio.Lock())
+                async with gate:
+                    outcome = self._withheld(effect) or await self._send(effect.request)
+                    self._learn(effect, outcome)
+                return outcome
+            self._learn(effect, outcome)
+            return outcome
         if isinstance(effect, core_flow.Sleep):
             await asyncio.sleep(effect.seconds)
             return None
-        return await self.token(effect.stale)
+        return await self.token(effect.stale, effect.fetch)
 
     async def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         if self._shared is None:

@@ -34,6 +34,15 @@ def _token_lock(key: iam.CacheKey) -> threading.Lock:
         return _TOKEN_LOCKS.setdefault(key, threading.Lock())
 
 
+# One gate per AK/SK key not yet accepted by the gateway: its requests go one at a time (see ClientBase).
+_AKSK_GATES: dict[iam.AkSkKey, threading.Lock] = {}
+
+
+def _aksk_gate(key: iam.AkSkKey) -> threading.Lock:
+    with _TOKEN_LOCKS_GUARD:
+        return _AKSK_GATES.setdefault(key, threading.Lock())
+
+
 class SyncClient(ClientBase):
     """Blocking CodeArts Check client. Not for use inside an event loop (see ``transport.aio``)."""
 
@@ -75,12 +84,17 @@ class SyncClient(ClientBase):
     def get_defects_statistic(self, task_id: str) -> DefectStatistic:
         return self.execute(ops.get_defects_statistic(task_id))
 
-    def token(self, stale: str | None = None) -> str:
-        """A valid IAM token for password auth: cached, single-flight across threads."""
+    def token(self, stale: str | None = None, fetch: bool = True) -> str | None:
+        """A valid IAM token for password auth: cached, single-flight across threads.
+
+        ``stale``: a token the service rejected, dropped from the cache first; ``fetch=False``: only that.
+        """
         auth, key = self._token_key()
         with _token_lock(key):
             if stale is not None:
                 self.token_cache.invalidate(key, stale)
+            if not fetch:
+                return None
             cached = self.token_cache.fresh(key, time.time())
             if cached is not None:
                 return cached.token
@@ -90,11 +104,20 @@ class SyncClient(ClientBase):
 
     def _answer(self, effect: core_flow.Effect) -> object:
         if isinstance(effect, core_flow.Send):
-            return self._send(effect.request)
+            if not self._needs_gate(effect):
+                outcome: object = self._send(effect.request)
+            else:
+                assert effect.credential is not None
+                with _aksk_gate(effect.credential):
+                    outcome = self._withheld(effect) or self._send(effect.request)
+                    self._learn(effect, outcome)
+                return outcome
+            self._learn(effect, outcome)
+            return outcome
         if isinstance(effect, core_flow.Sleep):
             time.sleep(effect.seconds)
             return None
-        return self.token(effect.stale)
+        return self.token(effect.stale, effect.fetch)
 
     def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         timeout = self.settings.timeout

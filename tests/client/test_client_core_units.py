@@ -136,7 +136,8 @@ def test_decode_ignores_zero_and_empty_codes(ok_body):
         (429, "APIGW.0308", ThrottledError),
         (429, "APIG.0308", ThrottledError),
         (401, "APIG.0301", AuthenticationError),
-        (401, "APIG.0307", AuthenticationError),
+        (401, "APIG.0307", TokenExpiredError),
+        (401, "APIGW.0307", TokenExpiredError),
         (200, "CC.00050002", NotFoundError),
         (400, "CC.00000000", TransientError),
         (500, "APIGW.0500", TransientError),
@@ -567,19 +568,41 @@ def test_perform_run_is_not_retried_after_an_unreadable_200():
     assert caught.value.attempts == 1
 
 
-def test_perform_password_refreshes_the_token_within_the_attempt_budget():
-    policy = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, max_elapsed=10)
+def test_perform_password_renews_a_rejected_token_once_then_gives_up_for_good():
+    policy = RetryPolicy(max_attempts=5, base_delay=0.0, max_delay=0.0, max_elapsed=10)
     expired = reply(401, {"error_code": "CC.00000003", "error_msg": "expired"})
     gen = flow.perform(ops.get_task_progress("t1"), settings_of("password"), policy, ctx())
     assert gen.send(None) == flow.NeedToken(stale=None)
     assert gen.send("tok-a").request.headers["X-Auth-Token"] == "tok-a"
-    assert gen.send(expired) == flow.NeedToken(stale="tok-a")
+    assert gen.send(expired) == flow.NeedToken(stale="tok-a")  # drop it, fetch ONE new token
     assert gen.send("tok-b").request.headers["X-Auth-Token"] == "tok-b"
-    assert gen.send(expired) == flow.NeedToken(stale="tok-b")
-    assert gen.send("tok-c").request.headers["X-Auth-Token"] == "tok-c"
+    assert gen.send(expired) == flow.NeedToken(stale="tok-b", fetch=False)  # drop the renewed one too
     with pytest.raises(TokenExpiredError) as caught:
-        gen.send(expired)
-    assert caught.value.attempts == 3
+        gen.send(None)
+    assert caught.value.attempts == 2
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize("code", ["APIG.0301", "APIGW.0301", "APIG.0307", "APIGW.0307"])
+def test_perform_password_renews_on_gateway_token_codes(code):
+    rejected = reply(401, {"error_code": code, "error_msg": "Incorrect IAM authentication information"})
+    gen = flow.perform(ops.get_task_progress("t1"), settings_of("password"), POLICY, ctx())
+    gen.send(None)
+    gen.send("tok-a")
+    assert gen.send(rejected) == flow.NeedToken(stale="tok-a")
+    gen.send("tok-b")
+    with pytest.raises(StopIteration):
+        gen.send(reply(200, {"task_status": 2}))
+
+
+def test_perform_password_with_one_attempt_drops_the_rejected_token():
+    policy = RetryPolicy(max_attempts=1)
+    gen = flow.perform(ops.get_task_progress("t1"), settings_of("password"), policy, ctx())
+    gen.send(None)
+    gen.send("tok-a")
+    assert gen.send(reply(401, {"error_code": "APIGW.0301"})) == flow.NeedToken(stale="tok-a", fetch=False)
+    with pytest.raises(AuthenticationError):
+        gen.send(None)
 
 
 def test_perform_static_token_expiry_is_final():

@@ -15,7 +15,6 @@ from airflow_provider_codecheck.core.errors import (
     PermissionDeniedError,
     TaskRunningError,
     ThrottledError,
-    TokenExpiredError,
     TransientError,
     TransportError,
 )
@@ -42,7 +41,19 @@ TRANSIENT = {
     "slow": TransportError,
     "malformed_json": InvalidResponseError,
     "unknown_status": InvalidResponseError,
-    "token_expired": TokenExpiredError,
+}
+# token_expired / token_rejected: a rejected token is renewed once, then final (test_client_credentials.py).
+# The kinds below have their own tests (test_client_credentials, test_client_gateway, run tests here).
+OWN_TESTS = {
+    "running_200",
+    "token_expired",
+    "token_rejected",
+    "gateway_timeout_504",
+    "reset_after",
+    "trickle",
+    "huge_body",
+    "extra_fields",
+    "odd_ratio",
 }
 
 # kind -> (exception class, error_code)
@@ -55,7 +66,7 @@ PERMANENT = {
 
 
 def test_the_matrix_covers_every_fault_kind():
-    assert set(TRANSIENT) | {"running_200"} == TRANSIENT_KINDS  # running_200 (run only) is tested below
+    assert set(TRANSIENT) | OWN_TESTS == TRANSIENT_KINDS
     assert set(PERMANENT) == PERMANENT_KINDS
 
 
@@ -65,9 +76,6 @@ def _fault(kind: str, count: int, route: str = "progress") -> dict:
 
 
 def _settings(emu, kind: str):
-    # token_expired is transient only where a fresh token can be fetched: IAM password auth.
-    if kind == "token_expired":
-        return h.password_settings(emu)
     return h.aksk_settings(emu, timeout=SLOW_TIMEOUT if kind == "slow" else h.TIMEOUT)
 
 
@@ -86,8 +94,6 @@ def test_transient_fault_twice_then_success_on_the_third_attempt(emu, transport,
     stats = emu.stats()
     assert stats["faults_injected"] == {kind: 2}
     assert _seen(stats, "progress", kind) == 3, stats["requests"]
-    if kind == "token_expired":
-        assert stats["iam_tokens_issued"] == 3  # the first token, then one per expiry
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
