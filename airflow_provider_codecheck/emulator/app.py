@@ -299,6 +299,11 @@ def defects_summary(service: EmulatorService, task: Task, request: web.Request, 
         100 - 10 * counts["critical"] - 3 * counts["major"] - counts["minor"] - 0.2 * counts["suggestion"]
     )
     scan = task.scan
+    job_id = request.query.get("job_id")
+    if job_id:  # the ShowTaskDetailV2 page lists job_id too: the summary of that execution (its times)
+        scan = task.executions.get(job_id)
+        if scan is None:
+            return unknown_task_reply()
     summary: dict[str, Any] = {
         "task_id": task.task_id,
         "task_name": task.task_name,

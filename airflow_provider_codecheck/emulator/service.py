@@ -51,6 +51,7 @@ class EmulatorService:
         self.null_fields = self.config.null_fields
         self.global_faults = FaultPlan([], self.config.seed)
         self.task_faults: dict[str, FaultPlan] = {}
+        self._anchor: tuple[float, datetime] | None = None
 
     # --- admin operations -------------------------------------------------------------------------------
 
@@ -117,5 +118,10 @@ class EmulatorService:
         return fault
 
     def wall_time_of(self, monotonic_moment: float) -> datetime:
-        """Map a moment of the monotonic clock to UTC wall time (for the timestamps in responses)."""
-        return self.wall_clock() - timedelta(seconds=self.clock() - monotonic_moment)
+        """Map a moment of the monotonic clock to UTC wall time (for the timestamps in responses).
+
+        Anchored once, so a moment keeps its timestamp even when only a ManualClock moves."""
+        if self._anchor is None:
+            self._anchor = (self.clock(), self.wall_clock())
+        mono, wall = self._anchor
+        return wall + timedelta(seconds=monotonic_moment - mono)

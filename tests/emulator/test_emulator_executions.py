@@ -84,3 +84,20 @@ def test_a_refused_run_makes_no_execution(clocked):
     assert api.run("t1").json()["error_code"] == "CC.00050015"
     assert len(api.server.get_task("t1")["executions"]) == 1
     assert api.server.stats()["runs"] == {"t1": 2}
+
+
+def test_defects_summary_honours_job_id(clocked):
+    api, clock = clocked
+    api.server.add_task(task_id="t1", duration_s=10)
+    first = api.run("t1").json()["exec_id"]
+    clock.advance(10)
+    finished = api.get("/v2/tasks/t1/defects-summary", params={"job_id": first}).json()
+    clock.advance(60)
+    api.run("t1")
+    latest = api.get("/v2/tasks/t1/defects-summary").json()
+    assert latest["last_check_time"] is None, "the latest scan is still running"
+    again = api.get("/v2/tasks/t1/defects-summary", params={"job_id": first}).json()
+    assert again["last_check_time"] == finished["last_check_time"]
+    assert again["last_exec_time"] != latest["last_exec_time"]
+    missing = api.get("/v2/tasks/t1/defects-summary", params={"job_id": "f" * 32}).json()
+    assert missing == LOOKUP_FAILED
