@@ -125,7 +125,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     poll_interval=self.poll_interval,
                     deadline=time.time() + self.wait_timeout,
                     exec_id=exec_id,
-                    job_id=self.job_id,
+                    job_id=self.job_id or exec_id,
                     stale_until=stale_until,
                     cancel_on_kill=self.cancel_on_kill and self._started_scan,
                 ),
@@ -134,28 +134,98 @@ class CodeCheckRunTaskOperator(BaseOperator):
                 timeout=timedelta(seconds=self.wait_timeout + 2 * self.poll_interval + 60),
             )
         event = self.hook.wait_for_scan(
-            self.codecheck_task_id, self.poll_interval, self.wait_timeout, stale_until, exec_id, self.job_id
+            self.codecheck_task_id,
+            self.poll_interval,
+            self.wait_timeout,
+            stale_until,
+            exec_id,
+            self.job_id or exec_id,
         )
         return self._finish(context, event)
 
     def _start(self, try_number: int) -> tuple[str | None, float | None]:
-        """Start a scan unless an earlier try's scan is still running; returns (exec_id, stale_until)."""
+        """Start a scan, or attach to one already running; returns (exec_id, stale_until).
+
+        ``run`` is never called twice for one try: a retry (try > 1) that finds the task checking attaches to
+        that scan; a run answered "task is running" (CC.00050015) attaches to the running scan; a run whose
+        effect is unknown (504, timeout, reset after sending) attaches once the progress API shows a scan
+        checking within ``new_run_grace``, and fails without retry otherwise.
+        """
+        from airflow_provider_codecheck.core.errors import CodeCheckError, TaskRunningError
         from airflow_provider_codecheck.core.models import TaskStatus
 
-        before = self.hook.get_task_progress(self.codecheck_task_id, self.job_id)
-        if before.status is TaskStatus.CHECKING and try_number > 1:
+        if try_number > 1:
+            before = self.hook.get_task_progress(self.codecheck_task_id)
+            if before.status is TaskStatus.CHECKING:
+                self.log.info(
+                    "CodeArts task %s is already checking (try %s): waiting for that scan, not starting another",
+                    self.codecheck_task_id,
+                    try_number,
+                )
+                return None, None
+        # Until a scan is seen checking, a terminal status may be the previous scan's (the service's
+        # post-run lag); polling with job_id=exec_id avoids it where the service honours job_id.
+        stale_until = time.time() + self.new_run_grace
+        try:
+            exec_id = self.hook.run_task(self.codecheck_task_id, self.run_body).exec_id
+        except TaskRunningError as error:
             self.log.info(
-                "CodeArts task %s is already checking (try %s): waiting for that scan, not starting another",
+                "CodeArts task %s already has a scan running (%s): attaching to it instead of starting another",
                 self.codecheck_task_id,
-                try_number,
+                error,
             )
+            return None, stale_until
+        except CodeCheckError as error:
+            if not error.maybe_processed:
+                raise
+            self._attach_after_unknown_outcome(error)
+            self._started_scan = True
             return None, None
-        exec_id = self.hook.run_task(self.codecheck_task_id, self.run_body).exec_id
         self._started_scan = True
         self.log.info("Started CodeArts task %s, exec_id %s", self.codecheck_task_id, exec_id)
-        # Only a task that already had a verdict can show a stale one.
-        stale_until = time.time() + self.new_run_grace if before.status.is_terminal else None
         return exec_id, stale_until
+
+    def _attach_after_unknown_outcome(self, run_error: Exception) -> None:
+        """After a run whose effect is unknown, ask the progress API whether a scan started (never run again)."""
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        from airflow_provider_codecheck.core.errors import CodeCheckError
+        from airflow_provider_codecheck.core.models import TaskStatus
+        from airflow_provider_codecheck.core.waiting import describe
+
+        self.log.warning(
+            "The run of CodeArts task %s may have started a scan (%s); not calling run again: checking progress "
+            "for up to %gs",
+            self.codecheck_task_id,
+            run_error,
+            self.new_run_grace,
+        )
+        deadline = time.monotonic() + self.new_run_grace
+        last: str | None = None
+        while True:
+            try:
+                progress = self.hook.get_task_progress(self.codecheck_task_id)
+            except CodeCheckError as error:
+                if not error.retryable:
+                    raise
+                last = str(error)
+            else:
+                if progress.status is TaskStatus.CHECKING:
+                    self.log.info(
+                        "CodeArts task %s is checking (%s): attaching to that scan",
+                        self.codecheck_task_id,
+                        describe(progress),
+                    )
+                    return
+                last = describe(progress)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AirflowFailException(
+                    f"The run of CodeArts task {self.codecheck_task_id} failed with an unknown effect "
+                    f"({run_error}) and no scan was seen checking within new_run_grace={self.new_run_grace:g}s "
+                    f"(last progress: {last}). No second scan was started; check the task in the console."
+                )
+            time.sleep(min(self.poll_interval, left))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         from airflow_provider_codecheck.results import checked_event

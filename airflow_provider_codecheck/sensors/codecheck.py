@@ -30,12 +30,18 @@ class CodeCheckTaskSensor(BaseSensorOperator):
 
     :param codecheck_task_id: CodeArts Check task id (templated).
     :param codecheck_conn_id: Airflow connection id (templated).
-    :param job_id: optional execution-record id for the progress API (templated).
+    :param exec_id: the ``exec_id`` of the run to wait for (templated), e.g.
+        ``"{{ ti.xcom_pull(task_ids='run', key='exec_id') }}"`` after ``CodeCheckRunTaskOperator(...,
+        wait_for_completion=False)``. Progress is then asked with ``job_id=exec_id`` (that execution's status),
+        so the previous scan's verdict, which the service reports for a while after a run starts, is never
+        returned. Empty or ``"None"`` (an XCom that held None, rendered) means: the task's latest scan.
+        Reported back in the ``exec_id`` XCom.
+    :param job_id: optional execution-record id for the progress API (templated); same as ``exec_id``.
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
         ``[operators] default_deferrable``. ``poke_interval`` is the poll interval in every mode.
     """
 
-    template_fields: Sequence[str] = ("codecheck_task_id", "codecheck_conn_id", "job_id")
+    template_fields: Sequence[str] = ("codecheck_task_id", "codecheck_conn_id", "exec_id", "job_id")
     ui_color = "#c7000b"
 
     def __init__(
@@ -43,6 +49,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         *,
         codecheck_task_id: str,
         codecheck_conn_id: str = DEFAULT_CONN_ID,
+        exec_id: str | None = None,
         job_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -50,8 +57,20 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
+        self.exec_id = exec_id
         self.job_id = job_id
         self.deferrable = deferrable
+
+    def _execution(self) -> str | None:
+        """The execution record to ask progress about (rendered ``exec_id`` / ``job_id``), or None."""
+        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+
+        exec_id, job_id = _given(self.exec_id), _given(self.job_id)
+        if exec_id and job_id and exec_id != job_id:
+            raise CodeCheckConfigurationError(
+                f"exec_id {exec_id!r} and job_id {job_id!r} name different executions; set one of them"
+            )
+        return exec_id or job_id
 
     @cached_property
     def hook(self) -> CodeCheckHook:
@@ -70,7 +89,8 @@ class CodeCheckTaskSensor(BaseSensorOperator):
                 codecheck_conn_id=self.codecheck_conn_id,
                 poll_interval=self.poke_interval,
                 deadline=time.time() + self.timeout,
-                job_id=self.job_id,
+                exec_id=self._execution(),
+                job_id=self._execution(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -84,7 +104,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         from airflow_provider_codecheck.exceptions import CodeCheckWaitError
 
         try:
-            progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id)
+            progress = self.hook.get_task_progress(self.codecheck_task_id, self._execution())
         except CodeCheckError as error:
             if error.retryable:
                 self.log.warning("Transient error, poking again later: %s", error)
@@ -94,7 +114,11 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         if not progress.status.is_terminal:
             return False
         event = make_event(
-            progress.status.value, self.codecheck_task_id, f"scan ended: {describe(progress)}", progress
+            progress.status.value,
+            self.codecheck_task_id,
+            f"scan ended: {describe(progress)}",
+            progress,
+            exec_id=self._execution(),
         )
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
@@ -122,3 +146,11 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         raise_for_scan(event)
         self.log.info("%s", event["message"])
         return result
+
+
+def _given(value: Any) -> str | None:
+    """A rendered id, or None when absent (None, empty, or the text "None" of a rendered None XCom)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None") else text

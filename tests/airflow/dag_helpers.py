@@ -46,9 +46,11 @@ def load_example(name: str) -> Any:
     return __import__(name).dag
 
 
-def build_dag(dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]]) -> Any:
-    """Write a DAG file with the given independent provider tasks (``dag_files.write_dag``) and load it."""
-    write_dag(dag_id, tasks)
+def build_dag(
+    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: list[tuple[str, str]] | None = None
+) -> Any:
+    """Write a DAG file with the given provider tasks (``dag_files.write_dag``) and load it."""
+    write_dag(dag_id, tasks, edges or ())
     return load_example(dag_id)
 
 
