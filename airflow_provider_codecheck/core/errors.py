@@ -111,6 +111,13 @@ class TransportError(TransientError):
     """
 
 
+class ResponseTooLargeError(CodeCheckError):
+    """The reply body exceeded ``core.http.MAX_RESPONSE_BYTES`` (10 MiB); it was not read into memory.
+
+    Permanent: the same request would get the same oversized answer.
+    """
+
+
 class TlsVerificationError(CodeCheckError):
     """The server certificate failed verification; set ``ca_bundle`` (or ``verify``) in the connection."""
 

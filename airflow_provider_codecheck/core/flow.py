@@ -19,6 +19,7 @@ from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.core.errors import (
     CodeCheckError,
     InvalidResponseError,
+    ResponseTooLargeError,
     TlsVerificationError,
     TransportError,
     rejects_token,
@@ -87,6 +88,12 @@ def transport_error(failure: TransportFailure, url: str) -> CodeCheckError:
         return TlsVerificationError(
             f"TLS verification of {url} failed ({failure.detail}); if the endpoint uses a private CA, "
             "set the connection extra 'ca_bundle' to its PEM file"
+        )
+    if failure.kind == "too_large":
+        return ResponseTooLargeError(
+            f"reply from {url} is too large: {failure.detail}",
+            status=failure.status,
+            request_id=failure.request_id,
         )
     return TransportError(f"{failure.kind} error talking to {url}: {failure.detail}")
 

@@ -50,11 +50,65 @@ class HttpResponse:
 
 @dataclass(frozen=True)
 class TransportFailure:
-    """What a transport reports instead of a response. ``kind``: connect, timeout, reset, tls."""
+    """What a transport reports instead of a response. ``kind``: connect, timeout, reset, tls, too_large.
+
+    ``status`` and ``request_id``: for ``too_large``, what the reply's head said before its body was refused.
+    """
 
     kind: str
     detail: str
     maybe_processed: bool
+    status: int | None = None
+    request_id: str | None = None
+
+
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+"""Largest reply body read (after decompression): the answers this provider reads are a few KiB."""
+
+READ_CHUNK = 64 * 1024
+
+
+class BodyBuffer:
+    """Collects a reply body chunk by chunk and refuses it past ``limit`` bytes (both transports use it).
+
+    A body announced (Content-Length) or found larger than the cap is never held in memory: the transport
+    stops reading, drops the connection and reports ``too_large``.
+    """
+
+    def __init__(self, status: int, headers: dict[str, str], limit: int = MAX_RESPONSE_BYTES) -> None:
+        self.status = status
+        self.headers = headers
+        self.limit = limit
+        self.size = 0
+        self._chunks: list[bytes] = []
+
+    def announced_too_large(self) -> TransportFailure | None:
+        try:
+            announced = int(self.headers.get("content-length", ""))
+        except ValueError:
+            return None
+        return self._too_large(f"announces {announced} bytes") if announced > self.limit else None
+
+    def add(self, chunk: bytes) -> TransportFailure | None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self._chunks.clear()
+            return self._too_large(f"exceeded it after {self.size} bytes")
+        self._chunks.append(chunk)
+        return None
+
+    def response(self) -> HttpResponse:
+        return HttpResponse(self.status, self.headers, b"".join(self._chunks))
+
+    def _too_large(self, what: str) -> TransportFailure:
+        # The status tells whether the request took effect (a 2xx run did start a scan).
+        return TransportFailure(
+            "too_large",
+            f"HTTP {self.status} reply {what}; the cap is {self.limit} bytes",
+            maybe_processed=not 400 <= self.status < 500,
+            status=self.status,
+            request_id=self.headers.get("x-request-id"),
+        )
 
 
 def quote_path_param(value: str) -> str:

@@ -21,7 +21,14 @@ from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.driving import run_flow_async
-from airflow_provider_codecheck.core.http import USER_AGENT, HttpRequest, HttpResponse, TransportFailure
+from airflow_provider_codecheck.core.http import (
+    READ_CHUNK,
+    USER_AGENT,
+    BodyBuffer,
+    HttpRequest,
+    HttpResponse,
+    TransportFailure,
+)
 from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.operations import Operation
 from airflow_provider_codecheck.core.settings import ConnectionSettings
@@ -91,6 +98,7 @@ def _new_session(settings: ConnectionSettings) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_S, ssl=_ssl_for(settings.verify)
     )
+    # total: connect + headers + body of one request, whatever the pace of the bytes (asserted by the tests).
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(settings.timeout, 10.0))
     # HTTP(S)_PROXY / NO_PROXY apply as they do for the requests transport, but via _Shared.env_proxy, not
     # trust_env=True: that makes aiohttp look up netrc and the proxy env in worker threads on EVERY request
@@ -204,9 +212,18 @@ class AsyncClient(ClientBase):
                 proxy_auth=proxy_auth,
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
                 headers = {name.lower(): value for name, value in response.headers.items()}
-                return HttpResponse(response.status, headers, body)
+                body = BodyBuffer(response.status, headers)
+                refused = body.announced_too_large()
+                if refused is None:
+                    async for chunk in response.content.iter_chunked(READ_CHUNK):
+                        refused = body.add(chunk)
+                        if refused is not None:
+                            break
+                if refused is not None:
+                    response.close()  # drop the connection: the rest of the body is never read
+                    return refused
+                return body.response()
         except aiohttp.ClientConnectorCertificateError as exc:
             return TransportFailure("tls", type(exc.certificate_error).__name__, maybe_processed=False)
         except aiohttp.ClientSSLError as exc:

@@ -1,0 +1,133 @@
+"""Issue 11 over real sockets: what the gateway and the service really send (emulator faults of part A).
+
+B2 every request bounded in total time and in size; B6 fields the provider does not need; B9 Retry-After.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import cc_client_helpers as h
+import pytest
+
+from airflow_provider_codecheck.core.errors import ResponseTooLargeError, TransportError
+from airflow_provider_codecheck.core.http import MAX_RESPONSE_BYTES
+from airflow_provider_codecheck.core.models import TaskStatus
+from airflow_provider_codecheck.core.retry import RetryPolicy
+from airflow_provider_codecheck.core.settings import settings_from_connection
+
+ONCE = RetryPolicy(max_attempts=1)
+
+# --- B2: total deadline ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("route", ["progress", "run"])
+def test_a_trickling_body_times_out_as_a_whole(emu, transport, route):
+    # 1 byte every 0.2 s: each read gets a byte well within the 1 s timeout, the whole body would take ~15 s.
+    emu.set_faults([{"kind": "trickle", "count": 1, "chunk": 1, "delay_s": 0.2, "routes": [route]}])
+    settings = h.aksk_settings(emu, timeout=1.0)
+    method = "get_task_progress" if route == "progress" else "run_task"
+    started = time.monotonic()
+    with pytest.raises(TransportError) as caught:
+        h.invoke(transport, settings, method, h.TASK, policy=ONCE)
+    elapsed = time.monotonic() - started
+    error = caught.value
+    assert "timeout" in str(error)
+    assert error.maybe_processed is True  # the request was sent: a run may have started its scan
+    stats = emu.stats()
+    assert stats["faults_injected"] == {"trickle": 1}
+    assert h.route_requests(stats, route) <= 1
+    print(f"trickle {transport} {route}: gave up after {elapsed:.2f}s with timeout=1")
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_a_trickling_body_within_the_deadline_is_read(emu, transport):
+    emu.set_faults([{"kind": "trickle", "count": 1, "chunk": 64, "delay_s": 0.01, "routes": ["progress"]}])
+    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=ONCE)
+    assert progress.status is TaskStatus.SUCCESS
+    assert emu.stats()["faults_injected"] == {"trickle": 1}
+
+
+# --- B2: size cap ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("route", ["progress", "run"])
+def test_a_body_above_the_cap_is_a_clear_error(emu, transport, route):
+    emu.set_faults([{"kind": "huge_body", "count": 5, "size_mb": 12, "routes": [route]}])
+    method = "get_task_progress" if route == "progress" else "run_task"
+    seen = []
+    with pytest.raises(ResponseTooLargeError) as caught:
+        h.invoke(
+            transport,
+            h.aksk_settings(emu),
+            method,
+            h.TASK,
+            observe=seen.append if transport == "sync" else None,
+        )
+    error = caught.value
+    text = str(error)
+    assert str(MAX_RESPONSE_BYTES) in text
+    assert str(12 * 1024 * 1024) in text or "exceeded" in text  # the announced or the counted size
+    assert error.request_id
+    assert error.request_id in text
+    assert error.status == 200
+    assert error.attempts == 1  # permanent: the same request gets the same answer
+    assert error.maybe_processed is True  # a 2xx: the run did start its scan
+    assert h.route_requests(emu.stats(), route) == 1
+    if transport == "sync":
+        assert seen[-1].headers["X-Request-Id"] == error.request_id
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_a_body_below_the_cap_is_read(emu, transport):
+    emu.set_faults([{"kind": "huge_body", "count": 1, "size_mb": 9, "routes": ["progress"]}])
+    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK)
+    assert progress.status is TaskStatus.SUCCESS
+    assert len(progress.raw["padding"]) > 8 * 1024 * 1024
+
+
+@pytest.fixture
+def header_trickler():
+    """A raw socket server that sends its status line and headers 1 byte every 0.1 s (no emulator fault
+    trickles headers; the total deadline must cover that phase too)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"x" * 200 + b"\r\n\r\n{}"
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                for byte in head:
+                    if stop.wait(0.1):
+                        break
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_trickling_headers_time_out_as_a_whole(emu, header_trickler, transport):
+    settings = settings_from_connection(
+        header_trickler, "AK", "SK", {"auth_type": "aksk", "iam_endpoint": emu.base_url, "timeout": 1.0}
+    )
+    with pytest.raises(TransportError) as caught:
+        h.invoke(transport, settings, "get_task_progress", h.TASK, policy=ONCE)
+    assert "timeout" in str(caught.value)
