@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints/airflow-$(AIRFLOW).txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint unit demo reliability bench e2e constraints clean
+.PHONY: venv test lint unit demo reliability lowest bench e2e constraints clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,20 @@ test: lint unit
 
 reliability: $(STAMP)
 	$(BIN)/python -m pytest -q tests/reliability
+
+# The floors in pyproject are true: resolve the lowest versions of our direct dependencies that the metadata
+# admits (uv's lowest-direct; today Airflow 2.11.0, common-compat 1.17.0, requests 2.32.4) and run the Airflow
+# tests on them. Needs PyPI; a fresh venv each time, so a raised floor is always what gets tested.
+LOWEST := .venv-lowest
+lowest:
+	rm -rf $(LOWEST) && $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(LOWEST)/bin/uv pip compile --quiet --resolution lowest-direct --python $(LOWEST)/bin/python \
+		pyproject.toml -o $(LOWEST)/lowest.txt
+	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python -r $(LOWEST)/lowest.txt \
+		-c $(LOWEST)/lowest.txt -r constraints/requirements-dev.in -e .
+	grep -E '^(apache-airflow|apache-airflow-providers-common-compat|requests|aiohttp|pendulum)==' $(LOWEST)/lowest.txt
+	$(LOWEST)/bin/python -m pytest -q tests/airflow
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
