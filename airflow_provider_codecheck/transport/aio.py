@@ -205,7 +205,9 @@ class AsyncClient(ClientBase):
         try:
             async with self._shared.session.request(
                 request.method,
-                request.url,
+                # encoded=True: send exactly the URL that was signed; yarl would otherwise re-quote it
+                # (e.g. decode %3A to ":"), and the gateway would check the signature against another path.
+                URL(request.url, encoded=True),
                 headers=request.headers,
                 data=request.body or None,
                 proxy=proxy,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import requests
 import requests.adapters
+import requests.utils
 import urllib3.connection
 import urllib3.connectionpool
 
@@ -73,12 +74,25 @@ class SyncClient(ClientBase):
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.verify = settings.verify
-        self._session.trust_env = True
-        if settings.proxy:
-            self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
+        # Not trust_env: it makes requests send ~/.netrc credentials as "Authorization: Basic" (replacing the
+        # AK/SK signature or sitting next to the X-Auth-Token), lets HTTP(S)_PROXY beat the connection's proxy,
+        # and lets REQUESTS_CA_BUNDLE override verify. Environment proxies are resolved below instead.
+        self._session.trust_env = False
+        self._proxies: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         self._session.close()
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """The connection's proxy; without one, HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, once per origin."""
+        if self.settings.proxy:
+            return {"http": self.settings.proxy, "https": self.settings.proxy}
+        origin = "/".join(url.split("/", 3)[:3])
+        found = self._proxies.get(origin)
+        if found is None:
+            # Reads the environment only (never ~/.netrc); {} when NO_PROXY matches the host.
+            found = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
+        return found
 
     def execute(self, op: Operation[T]) -> T:
         return run_flow(core_flow.perform(op, self.settings, self.policy, self.ctx), self._answer)
@@ -157,9 +171,10 @@ class SyncClient(ClientBase):
                 # Per socket operation; the total (connect + headers + body) is bounded by the watch.
                 timeout=(min(timeout, 10.0), timeout),
                 allow_redirects=False,
-                # Explicitly: with trust_env, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE would override session.verify,
-                # silently ignoring the connection's ca_bundle or verify=false.
+                # Explicitly, even without trust_env: REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE must never override the
+                # connection's ca_bundle or verify=false.
                 verify=self.settings.verify,
+                proxies=self._proxies_for(request.url),
                 stream=True,  # the body is read below, chunk by chunk, under the size cap
             )
             try:

@@ -12,6 +12,7 @@ import time
 import cc_client_helpers as h
 import pytest
 
+from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.errors import ResponseTooLargeError, TransportError
 from airflow_provider_codecheck.core.http import MAX_RESPONSE_BYTES
 from airflow_provider_codecheck.core.models import TaskStatus
@@ -131,3 +132,78 @@ def test_trickling_headers_time_out_as_a_whole(emu, header_trickler, transport):
     with pytest.raises(TransportError) as caught:
         h.invoke(transport, settings, "get_task_progress", h.TASK, policy=ONCE)
     assert "timeout" in str(caught.value)
+
+
+# --- B8: what the worker's and the triggerer's HTTP stacks would add or rewrite -------------------------------
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("mode", ["aksk", "token", "password"])
+def test_netrc_credentials_are_never_sent(emu, clean_proxy_env, tmp_path, transport, mode):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+    clean_proxy_env.setenv("HOME", str(tmp_path))
+    clean_proxy_env.setenv("NETRC", str(netrc))
+    assert (
+        h.invoke(transport, h.settings_for(mode, emu), "get_task_progress", h.TASK).status
+        is TaskStatus.SUCCESS
+    )
+    stats = emu.stats()
+    assert stats["requests"]["progress 200"] == 1
+    assert "progress 401" not in stats["requests"]
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_the_connection_proxy_wins_over_environment_proxies(emu, clean_proxy_env, transport):
+    dead = f"http://127.0.0.1:{_dead_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        clean_proxy_env.setenv(name, dead)
+    settings = h.aksk_settings(emu, proxy=emu.base_url)  # the emulator serves absolute-form proxy requests
+    assert h.invoke(transport, settings, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
+    stats = emu.stats()
+    assert stats["proxied_requests"] == 1
+    assert stats["recent_targets"][-1].startswith("http://")
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_environment_proxies_apply_without_a_connection_proxy(emu, clean_proxy_env, transport):
+    clean_proxy_env.setenv("HTTP_PROXY", emu.base_url)
+    clean_proxy_env.setenv("http_proxy", emu.base_url)
+    assert h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
+    assert emu.stats()["proxied_requests"] == 1
+    # ...unless NO_PROXY names the host.
+    clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    clean_proxy_env.setenv("no_proxy", "127.0.0.1")
+    assert h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
+    assert emu.stats()["proxied_requests"] == 1
+
+
+RESERVED_ID = "a:b@c+d=e,f;g!h'i(j)k*l$m"
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+def test_the_url_sent_is_exactly_the_url_signed(emu, clean_proxy_env, transport):
+    emu.add_task(task_id=RESERVED_ID, initial_status=2, duration_s=30)
+    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", RESERVED_ID)
+    assert progress.status is TaskStatus.SUCCESS  # the gateway's signature check passed
+    built = ops.get_task_progress(RESERVED_ID).call.path
+    assert "%3A" in built
+    assert "%40" in built
+    assert emu.stats()["recent_targets"] == [built]
