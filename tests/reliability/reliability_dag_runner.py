@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import reliability_helpers as rh
+import reliability_helpers as rh  # noqa: E402 (needs the sys.path above)
 
 XCOM_KEYS = ("return_value", "status", "exec_id", "console_url", "task_status", "info")
 

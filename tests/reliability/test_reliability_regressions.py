@@ -1,7 +1,7 @@
 """Small, exact tests of the client fixes the reliability suite led to (the scenarios found them; these pin them).
 
-* Token renewal: when every attempt of a call was spent on renewals IAM granted and the service still said
-  "expired", the error is marked retryable, so a wait polls again instead of ending on a permanent error.
+* Token renewal: a rejected IAM token is renewed once per call; a renewed token rejected again is a permanent
+  error that ends the wait (issue 11 B1 replaced the earlier "retryable after renewals" rule, an IAM storm).
 * Deep nesting: a reply nested deeper than Python's recursion limit is "not JSON", never a RecursionError.
 (The third fix, a trigger that kept running after cancellation, is pinned by
 ``test_reliability_restart.test_cancelled_triggers_stop_at_once``.)
@@ -20,7 +20,7 @@ from airflow_provider_codecheck.core.http import HttpResponse
 from airflow_provider_codecheck.core.responses import _find_error, decode
 from airflow_provider_codecheck.core.retry import RetryPolicy
 from airflow_provider_codecheck.core.settings import settings_from_connection
-from airflow_provider_codecheck.core.waiting import Pause, Poll, Report, wait_for_scan
+from airflow_provider_codecheck.core.waiting import Poll, wait_for_scan
 
 EXPIRED = HttpResponse(401, {"x-request-id": "r1"}, b'{"error_code": "CC.00000003", "error_msg": "expired"}')
 CTX = flow.Context(
@@ -41,42 +41,40 @@ def _expire_every_attempt(auth_type: str, max_attempts: int) -> TokenExpiredErro
 
     def drive(effect: flow.Effect) -> None:
         nonlocal renewals
-        for _ in range(2 * max_attempts):
+        for _ in range(4 * max_attempts):
             if isinstance(effect, flow.NeedToken):
-                renewals += effect.stale is not None
-                effect = gen.send(f"token-{renewals}")
+                # fetch=False: drop the rejected token only (a renewed token was rejected too), answer nothing.
+                renewals += effect.stale is not None and effect.fetch
+                effect = gen.send(f"token-{renewals}" if effect.fetch else None)
             else:
                 effect = gen.send(EXPIRED)
 
     with pytest.raises(TokenExpiredError) as caught:
         drive(effect)
-    # A static token cannot be renewed: its expiry is final at the first attempt.
-    assert caught.value.attempts == (max_attempts if auth_type == "password" else 1)
-    assert renewals == caught.value.attempts - 1
+    # One renewal per call at most (issue 11 B1: no IAM storm); a static token cannot be renewed at all.
+    expected_attempts = min(2, max_attempts) if auth_type == "password" else 1
+    assert caught.value.attempts == expected_attempts
+    assert renewals == expected_attempts - 1
     return caught.value
 
 
-def test_expiry_after_granted_renewals_is_retryable_for_the_caller():
-    error = _expire_every_attempt("password", max_attempts=3)
-    assert error.retryable
-    assert TokenExpiredError("x").retryable is False  # the class, and other instances, are unchanged
-
-
-@pytest.mark.parametrize(("auth_type", "max_attempts"), [("password", 1), ("token", 3)])
-def test_expiry_without_a_renewal_stays_permanent(auth_type, max_attempts):
-    # No renewal was tried (one attempt only, or a static token nobody can renew): nothing suggests a retry helps.
+@pytest.mark.parametrize(("auth_type", "max_attempts"), [("password", 1), ("password", 3), ("token", 3)])
+def test_a_rejected_token_is_renewed_once_then_the_error_is_permanent(auth_type, max_attempts):
+    # A renewed token rejected again means the credentials (or the account) are refused: retrying would only
+    # ask IAM for token after token. The wait ends with the error instead.
     assert not _expire_every_attempt(auth_type, max_attempts).retryable
+    assert TokenExpiredError("x").retryable is False
 
 
-def test_wait_goes_on_after_a_retryable_expiry():
+def test_wait_ends_on_a_token_rejected_after_renewal():
     error = _expire_every_attempt("password", max_attempts=2)
     wait = wait_for_scan("t1", poll_interval=1.0, deadline=None, clock=lambda: 0.0)
     assert isinstance(next(wait), Poll)
-    effect = wait.send(error)
-    assert isinstance(effect, Report)
-    assert effect.level == "warning"
-    assert isinstance(wait.send(None), Pause)  # then polls again, instead of returning an "error" event
-    assert isinstance(wait.send(None), Poll)
+    with pytest.raises(StopIteration) as done:
+        wait.send(error)
+    event = done.value.value
+    assert event["status"] == "error"
+    assert event["error_code"] == "CC.00000003"
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000])
