@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -721,11 +722,13 @@ def test_settings_defaults_and_derivations():
     assert settings.iam_endpoint == "https://iam.myhuaweicloud.com"
     assert settings.auth == AkSkAuth("AK", "SK")
     assert (settings.timeout, settings.verify) == (12.5, False)
+    # ca_bundle must name a readable file (checked when the connection is read).
+    ca_pem = Path(__file__).with_name("conftest.py")  # any readable file will do for the settings
     settings = settings_from_connection(
-        "http://127.0.0.1:1", None, "tok", {"auth_type": "token", "verify": False, "ca_bundle": "/ca.pem"}
+        "http://127.0.0.1:1", None, "tok", {"auth_type": "token", "verify": False, "ca_bundle": str(ca_pem)}
     )
     assert settings.auth == TokenAuth("tok")
-    assert settings.verify == "/ca.pem"
+    assert settings.verify == str(ca_pem)
     settings = settings_from_connection(
         "http://h",
         "u",
