@@ -1,6 +1,7 @@
 """Issue 11 over real sockets: what the gateway and the service really send (emulator faults of part A).
 
-B2 every request bounded in total time and in size; B6 fields the provider does not need; B9 Retry-After.
+B2 every request bounded in total time and in size; B6 fields the provider does not need; B8 netrc, proxies and
+the URL sent; B9 Retry-After in both forms.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import cc_client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import operations as ops
-from airflow_provider_codecheck.core.errors import ResponseTooLargeError, TransportError
+from airflow_provider_codecheck.core.errors import ResponseTooLargeError, ThrottledError, TransportError
 from airflow_provider_codecheck.core.http import MAX_RESPONSE_BYTES
 from airflow_provider_codecheck.core.models import TaskStatus
 from airflow_provider_codecheck.core.retry import RetryPolicy
@@ -207,3 +208,78 @@ def test_the_url_sent_is_exactly_the_url_signed(emu, clean_proxy_env, transport)
     assert "%3A" in built
     assert "%40" in built
     assert emu.stats()["recent_targets"] == [built]
+
+
+# --- B6: fields the provider does not need -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("mode", ["aksk", "password"])
+def test_unknown_fields_and_nested_code_message_objects_are_not_errors(emu, transport, mode):
+    routes = ["progress", "defects_summary", "defects_statistic", "run"]
+    emu.set_faults([{"kind": "extra_fields", "count": 10, "routes": routes}])
+    settings = h.settings_for(mode, emu)
+    assert h.invoke(transport, settings, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
+    assert h.invoke(transport, settings, "get_defects_summary", h.TASK).counts
+    assert h.invoke(transport, settings, "get_defects_statistic", h.TASK).severity
+    assert h.invoke(transport, settings, "run_task", h.TASK).exec_id
+    stats = emu.stats()
+    assert stats["faults_injected"] == {"extra_fields": 4}
+    assert stats["runs"] == {h.TASK: 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("ratio", ["N/A", "__absent__", "", "abc%", 250, None, {"v": 1}])
+def test_an_odd_ratio_next_to_a_valid_status_reads_as_none(emu, transport, ratio):
+    emu.set_faults([{"kind": "odd_ratio", "count": 1, "ratio": ratio, "routes": ["progress"]}])
+    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK)
+    assert progress.status is TaskStatus.SUCCESS
+    assert progress.ratio is None
+    if ratio == "__absent__":
+        assert "ratio" not in progress.raw["progress"]
+    else:
+        assert progress.raw["progress"]["ratio"] == ratio  # the raw value is kept
+    assert emu.stats()["faults_injected"] == {"odd_ratio": 1}
+
+
+# --- B9: Retry-After in both forms -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("form", ["seconds", "date"])
+@pytest.mark.parametrize("code", ["APIG.0308", "APIGW.0308"])
+def test_throttling_is_retried_after_the_servers_wait(emu, transport, form, code):
+    emu.set_faults(
+        [
+            {
+                "kind": "throttle_429",
+                "count": 1,
+                "code": code,
+                "retry_after": 1,
+                "retry_after_form": form,
+                "routes": ["progress"],
+            }
+        ]
+    )
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_elapsed=10)
+    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=policy)
+    assert progress.status is TaskStatus.SUCCESS
+    assert emu.stats()["requests"] == {"progress 429": 1, "progress 200": 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("form", ["seconds", "date"])
+@pytest.mark.parametrize("code", ["APIG.0308", "APIGW.0308"])
+def test_a_retry_after_beyond_the_budget_gives_up_at_once_carrying_it(emu, transport, form, code):
+    fault = {"kind": "throttle_429", "count": 5, "code": code, "retry_after": 30, "retry_after_form": form}
+    emu.set_faults([fault])
+    policy = RetryPolicy(max_attempts=5, base_delay=0.001, max_delay=0.001, max_elapsed=5)
+    with pytest.raises(ThrottledError) as caught:
+        h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=policy)
+    error = caught.value
+    assert error.error_code == code
+    assert error.status == 429
+    assert error.attempts == 1
+    # An HTTP-date has whole seconds (rounded up by the server) and is measured from our clock.
+    assert error.retry_after == 30 if form == "seconds" else 28 <= error.retry_after <= 31
+    assert emu.stats()["requests"] == {"progress 429": 1}
