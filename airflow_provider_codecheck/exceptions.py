@@ -30,6 +30,19 @@ class CodeCheckQualityGateFailed(AirflowFailException):
     """The scan succeeded but a defect count exceeded the operator's ``quality_gate``."""
 
 
+class CodeCheckConfigurationError(AirflowFailException, ValueError):
+    """A task parameter is invalid (quality gate, poll interval, wait timeout, task id). Fails without retry:
+    retrying cannot fix a configuration."""
+
+
+class CodeCheckWaitAborted(CodeCheckError):
+    """The sensor's wait hit a permanent API error (403, rejected credentials, unknown task, invalid connection).
+
+    Deliberately not an ``AirflowException``: it fails the sensor even with ``soft_fail=True``, in poke,
+    reschedule and deferred modes alike; ``soft_fail`` skips only a failed or stopped scan and the timeout.
+    """
+
+
 class CodeCheckWaitError(AirflowException):
     """The wait could not reach a verdict: a permanent API error, a timeout, or a malformed event."""
 
@@ -37,9 +50,11 @@ class CodeCheckWaitError(AirflowException):
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "CodeCheckConfigurationError",
     "CodeCheckError",
     "CodeCheckQualityGateFailed",
     "CodeCheckScanFailed",
+    "CodeCheckWaitAborted",
     "CodeCheckWaitError",
     "ConnectionConfigError",
     "InvalidResponseError",

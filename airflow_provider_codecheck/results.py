@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from airflow_provider_codecheck.core.models import SEVERITIES
 from airflow_provider_codecheck.core.waiting import validate_event
 from airflow_provider_codecheck.exceptions import (
+    CodeCheckConfigurationError,
     CodeCheckQualityGateFailed,
     CodeCheckScanFailed,
     CodeCheckWaitError,
@@ -53,19 +55,34 @@ def raise_for_scan(event: dict[str, Any]) -> None:
 
 
 def validate_quality_gate(gate: Any) -> dict[str, int]:
-    if gate is None:
+    """A gate as a dict of severity -> maximum count; a JSON object string (a rendered template) is accepted.
+
+    Raises ``CodeCheckConfigurationError`` (an ``AirflowFailException``: no retry) when it is invalid.
+    """
+    if gate is None or (isinstance(gate, str) and not gate.strip()):
         return {}
+    if isinstance(gate, str):
+        try:
+            gate = json.loads(gate)
+        except ValueError:
+            raise CodeCheckConfigurationError(
+                f"quality_gate must be a dict or a JSON object string, got {gate!r}"
+            ) from None
     if not isinstance(gate, dict):
-        raise ValueError(
+        raise CodeCheckConfigurationError(
             f"quality_gate must be a dict of severity -> maximum count, got {type(gate).__name__}"
         )
-    unknown = sorted(set(gate) - set(SEVERITIES))
+    unknown = sorted(str(severity) for severity in set(gate) - set(SEVERITIES))
     if unknown:
-        raise ValueError(f"quality_gate has unknown severities {unknown}; use {', '.join(SEVERITIES)}")
+        raise CodeCheckConfigurationError(
+            f"quality_gate has unknown severities {unknown}; use {', '.join(SEVERITIES)}"
+        )
     limits: dict[str, int] = {}
     for severity, limit in gate.items():
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"quality_gate[{severity!r}] must be a non-negative int, got {limit!r}")
+            raise CodeCheckConfigurationError(
+                f"quality_gate[{severity!r}] must be a non-negative int, got {limit!r}"
+            )
         limits[severity] = limit
     return limits
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -79,17 +80,61 @@ class ConnectionSettings:
         return (self.verify, self.proxy, self.timeout)
 
 
-def _clean_url(value: str, name: str) -> str:
+# Characters an HTTP stack rejects in a header or rewrites in a URL (control characters incl. CR/LF, DEL).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# In a URL additionally: whitespace and a backslash (both rewritten by URL parsers), a fragment.
+_URL_BAD_RE = re.compile(r"[\x00-\x20\x7f\\#]")
+
+
+def _no_control(value: str | None, name: str) -> None:
+    """Reject control characters (CR/LF, NUL, DEL...) in a field sent in a header; never echo the value."""
+    if value is not None and _CONTROL_RE.search(value):
+        raise ConnectionConfigError(
+            f"connection field {name!r} contains a control character (CR, LF, tab, NUL...); remove it"
+        )
+
+
+def _clean_url(value: str, name: str, allow_credentials: bool = False, port: int | None = None) -> str:
+    # Only credentials in a URL are secret (a proxy's, typically): never echo a value with "@".
+    shown = "a value with credentials" if "@" in value else repr(value)
     url = value.strip().rstrip("/")
+    if _URL_BAD_RE.search(url):
+        raise ConnectionConfigError(
+            f"connection field {name!r} contains a control character, whitespace, a backslash or '#': {shown}"
+        )
     if "://" not in url:
         url = "https://" + url
     parts = urlsplit(url)
+    try:
+        url_port = parts.port
+    except ValueError:
+        raise ConnectionConfigError(f"connection field {name!r} has an invalid port: {shown}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        # A URL with "@" may embed user:password (a proxy's, typically): never echo it.
-        shown = "a value with credentials" if "@" in value else repr(value)
         raise ConnectionConfigError(f"connection field {name!r} must be an http(s) URL, got {shown}")
     if parts.path not in ("", "/") or parts.query:
         raise ConnectionConfigError(f"connection field {name!r} must hold only scheme://host[:port]")
+    if (parts.username is not None or parts.password is not None) and not allow_credentials:
+        raise ConnectionConfigError(
+            f"connection field {name!r} must not embed credentials (user:password@); use login and password"
+        )
+    if "%" in parts.hostname:
+        raise ConnectionConfigError(f"connection field {name!r} has a percent-encoded host: {shown}")
+    labels = parts.hostname.split(".")
+    if any(label in ("", "..") for label in labels[:-1]) or parts.hostname in (".", ".."):
+        raise ConnectionConfigError(
+            f"connection field {name!r} has an empty or dot segment in its host: {shown}"
+        )
+    if port is not None:
+        if not 0 < port < 65536:
+            raise ConnectionConfigError(f"connection field 'port' must be in 1-65535, got {port}")
+        if url_port is not None and url_port != port:
+            raise ConnectionConfigError(
+                f"connection field {name!r} has port {url_port} but the port field says {port}; keep one"
+            )
+        if url_port is None:
+            netloc = parts.netloc
+            host_part = f"[{parts.hostname}]" if ":" in parts.hostname else netloc
+            url = f"{parts.scheme}://{host_part}:{port}"
     return url
 
 
@@ -129,10 +174,26 @@ def _required(value: str | None, what: str, auth_type: str) -> str:
 
 
 def settings_from_connection(
-    host: str | None, login: str | None, password: str | None, extra: dict[str, Any]
+    host: str | None,
+    login: str | None,
+    password: str | None,
+    extra: dict[str, Any],
+    port: int | None = None,
 ) -> ConnectionSettings:
-    """Validate an Airflow connection's fields; errors name the field that is wrong, never its secret."""
+    """Validate an Airflow connection's fields; errors name the field that is wrong, never its secret.
+
+    Anything an HTTP stack would reject or silently rewrite is refused here, at read time: control characters
+    (CR/LF...) in any field sent in a header, URLs with whitespace, backslashes, fragments, paths (dot
+    segments included), embedded ``user:password@`` in the host, an invalid port; a ``ca_bundle`` that is not
+    a file. ``port`` (Airflow's ``conn.port``) is added to the host URL.
+    """
     extra = _normalize_extra(extra)
+    for key, value in extra.items():
+        if isinstance(value, str):
+            _no_control(value, f"extra {key}")
+    _no_control(login, "login")
+    if port is not None and not host:
+        raise ConnectionConfigError("connection field 'port' is set but the host is empty")
     auth_type = (_extra_str(extra, "auth_type") or "").lower()
     if auth_type not in AUTH_TYPES:
         raise ConnectionConfigError(
@@ -142,7 +203,7 @@ def settings_from_connection(
     if region and not _REGION_RE.match(region):
         raise ConnectionConfigError(f"connection extra 'region' is not a region id: {region!r}")
     if host:
-        endpoint = _clean_url(host, "host (endpoint)")
+        endpoint = _clean_url(host, "host (endpoint)", port=port)
     elif region:
         endpoint = service_endpoint(region)
     else:
@@ -151,6 +212,8 @@ def settings_from_connection(
     iam = _clean_url(iam_extra, "iam_endpoint") if iam_extra else iam_endpoint(region)
 
     auth: Auth
+    if auth_type != "password":  # the IAM password travels in a JSON body; a token, AK and SK in headers/HMAC
+        _no_control(password, "password")
     if auth_type == "token":
         auth = TokenAuth(_required(password, "the X-Auth-Token in the password field", auth_type))
     elif auth_type == "password":
@@ -173,6 +236,8 @@ def settings_from_connection(
     ca_bundle = _extra_str(extra, "ca_bundle")
     verify: bool | str = _as_bool(extra.get("verify", True), "verify")
     if ca_bundle:
+        if not os.path.isfile(ca_bundle):
+            raise ConnectionConfigError(f"connection extra 'ca_bundle' is not a readable file: {ca_bundle!r}")
         verify = ca_bundle
     timeout_raw = extra.get("timeout")
     if timeout_raw in (None, ""):  # not "or": an explicit 0 must be rejected, not replaced by the default
@@ -187,7 +252,7 @@ def settings_from_connection(
         raise ConnectionConfigError(f"connection extra 'timeout' must be in (0, 600] seconds, got {timeout}")
     proxy = _extra_str(extra, "proxy")
     if proxy:
-        proxy = _clean_url(proxy, "proxy")
+        proxy = _clean_url(proxy, "proxy", allow_credentials=True)
     return ConnectionSettings(
         endpoint=endpoint,
         iam_endpoint=iam,

@@ -28,7 +28,11 @@ _PROBE_TASK_ID = "airflow-connection-test-0000"
 
 
 def settings_from_airflow_connection(conn: Any) -> ConnectionSettings:
-    return settings_from_connection(conn.host, conn.login, conn.password, conn.extra_dejson or {})
+    """Settings from an Airflow connection; ``conn.port`` (where Airflow keeps ``host:port``) is honoured."""
+    port = getattr(conn, "port", None)
+    return settings_from_connection(
+        conn.host, conn.login, conn.password, conn.extra_dejson or {}, port=int(port) if port else None
+    )
 
 
 class CodeCheckHook(BaseHook):

@@ -18,7 +18,27 @@ from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 if TYPE_CHECKING:
     from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
-SEVEN_DAYS = 7 * 24 * 3600.0
+# A CodeArts check lasts at most 12 hours: a longer default wait only hides a stuck wait.
+TWELVE_HOURS = 12 * 3600.0
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A positive duration given as seconds (int/float) or ``datetime.timedelta``; else a clear error."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+
+        raise CodeCheckConfigurationError(
+            f"{name} must be seconds (a number) or a datetime.timedelta, got {type(value).__name__} {value!r}"
+        )
+    if not seconds > 0 or seconds == float("inf"):
+        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+
+        raise CodeCheckConfigurationError(f"{name} must be positive and finite, got {value!r}")
+    return seconds
 
 
 class CodeCheckRunTaskOperator(BaseOperator):
@@ -26,20 +46,29 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     Returns, and pushes to XCom key by key: ``codecheck_task_id``, ``exec_id``, ``task_status`` (0-3),
     ``status`` (``success``, ``failed``, ``stopped``; ``started`` when not waiting), ``ratio`` (percent),
-    ``info``, ``defects`` (counts by severity after a successful scan). ``console_url`` and ``exec_id`` are
-    pushed as soon as the scan starts, before any waiting.
+    ``info``, ``defects`` (counts by severity after a successful scan; None if they could not be read).
+    ``console_url`` and ``exec_id`` are pushed as soon as the scan starts, before any waiting; ``exec_id`` is None
+    when the operator attached to a scan it did not start itself (see ``run``).
 
     :param codecheck_task_id: CodeArts Check task id (templated).
     :param codecheck_conn_id: Airflow connection id (templated).
-    :param run: start a scan first (``POST /v2/tasks/{id}/run``); False waits for the latest scan.
+    :param run: start a scan first (``POST /v2/tasks/{id}/run``); False waits for the latest scan. ``run`` is
+        never sent twice: a retry that finds the task checking, a run answered "task is running" (CC.00050015)
+        and a run whose effect is unknown (gateway 504, timeout, reset) attach to the running scan instead; in
+        the last case, if no scan is seen checking within ``new_run_grace``, the task fails without retry.
     :param run_body: optional run parameters (templated): ``git_url``, ``git_branch``, ``username``,
         ``access_token``. Prefer a service endpoint over an access token here: rendered fields are stored.
     :param wait_for_completion: wait for the scan to end (default True).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
-    :param poll_interval: seconds between progress polls.
-    :param wait_timeout: seconds to wait for the scan before failing (default 7 days).
+    :param poll_interval: seconds (number or ``timedelta``) between progress polls.
+    :param wait_timeout: how long to wait for the scan before failing, seconds or ``timedelta`` (default 12
+        hours, the longest a CodeArts check lasts).
     :param fail_on_failure: a failed or stopped scan fails the task (after the XCom is pushed).
-    :param quality_gate: maximum defects per severity, e.g. ``{"critical": 0, "major": 10}`` (templated).
+    :param quality_gate: maximum defects per severity, e.g. ``{"critical": 0, "major": 10}`` (templated; a JSON
+        object string, as a template renders it, is accepted). An invalid gate fails the task before any scan
+        starts, without retry (``CodeCheckConfigurationError``). If the scan succeeded but its defect counts
+        cannot be read, the verdict XComs are still pushed (``defects`` None) and a task with a gate fails
+        without retry; without a gate it succeeds.
     :param cancel_on_kill: stop the scan this task started when the task is killed.
     :param new_run_grace: seconds after ``run`` during which a terminal status not preceded by "checking"
         is taken to be the previous scan's (the service reports it for a while after a run starts).
@@ -66,8 +95,8 @@ class CodeCheckRunTaskOperator(BaseOperator):
         run_body: dict[str, Any] | None = None,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 30.0,
-        wait_timeout: float = SEVEN_DAYS,
+        poll_interval: float | timedelta = 30.0,
+        wait_timeout: float | timedelta = TWELVE_HOURS,
         fail_on_failure: bool = True,
         quality_gate: dict[str, int] | None = None,
         cancel_on_kill: bool = True,
@@ -76,18 +105,14 @@ class CodeCheckRunTaskOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
-        if wait_timeout <= 0:
-            raise ValueError(f"wait_timeout must be positive, got {wait_timeout}")
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
         self.run = run
         self.run_body = run_body
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.wait_timeout = wait_timeout
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.wait_timeout = _seconds(wait_timeout, "wait_timeout")
         self.fail_on_failure = fail_on_failure
         self.quality_gate = quality_gate
         self.cancel_on_kill = cancel_on_kill
@@ -103,9 +128,9 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         from airflow_provider_codecheck.core.settings import console_url
-        from airflow_provider_codecheck.results import push_result, validate_quality_gate
+        from airflow_provider_codecheck.results import push_result
 
-        validate_quality_gate(self.quality_gate)  # fail before starting anything
+        self._validate()  # fail before starting anything
         ti = context["ti"]
         exec_id, stale_until = self._start(ti.try_number) if self.run else (None, None)
         ti.xcom_push(key="exec_id", value=exec_id)
@@ -273,6 +298,18 @@ class CodeCheckRunTaskOperator(BaseOperator):
                 f"gate cannot be checked: reading its defect statistic failed: {defects_error}"
             )
         return result
+
+    def _validate(self) -> None:
+        """Reject bad rendered input (task id, quality gate) before any request: no retry can fix it."""
+        from airflow_provider_codecheck.core.errors import InvalidTaskIdError
+        from airflow_provider_codecheck.core.operations import validate_task_id
+        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+
+        try:
+            validate_task_id(self.codecheck_task_id)
+        except InvalidTaskIdError as error:
+            raise CodeCheckConfigurationError(f"codecheck_task_id: {error}") from None
+        self._gate()
 
     def _gate(self) -> dict[str, int]:
         from airflow_provider_codecheck.results import validate_quality_gate

@@ -12,6 +12,8 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
 
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 
+TWELVE_HOURS = 12 * 3600.0
+
 # Every DAG file that uses the sensor imports this module when it is parsed: the hook, the clients and the
 # result handling are imported when a task runs, not here.
 if TYPE_CHECKING:
@@ -25,8 +27,11 @@ class CodeCheckTaskSensor(BaseSensorOperator):
 
     Succeeds when the scan succeeds (task_status 2) and returns the result dict (also pushed to XCom under
     ``codecheck_task_id``, ``exec_id``, ``task_status``, ``status``, ``ratio``, ``info``, ``defects``).
-    A failed (1) or stopped (3) scan raises ``CodeCheckScanFailed`` (``soft_fail=True`` skips instead);
-    running past ``timeout`` raises ``AirflowSensorTimeout``. A task never scanned keeps the sensor waiting.
+    A failed (1) or stopped (3) scan raises ``CodeCheckScanFailed``; running past ``timeout`` (default 12 hours,
+    the longest a CodeArts check lasts) raises ``AirflowSensorTimeout``; ``soft_fail=True`` skips in both cases.
+    A permanent API error (403, rejected credentials, unknown task, invalid connection) raises
+    ``CodeCheckWaitAborted`` and fails the task even with ``soft_fail``, in every mode; an invalid task id fails
+    before any wait with ``CodeCheckConfigurationError``. A task never scanned keeps the sensor waiting.
 
     :param codecheck_task_id: CodeArts Check task id (templated).
     :param codecheck_conn_id: Airflow connection id (templated).
@@ -54,6 +59,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("timeout", TWELVE_HOURS)  # a check lasts at most 12 hours
         super().__init__(**kwargs)
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
@@ -78,7 +84,20 @@ class CodeCheckTaskSensor(BaseSensorOperator):
 
         return CodeCheckHook(self.codecheck_conn_id)
 
+    def _validate(self) -> None:
+        """Reject bad input before any wait (rendered fields): never defer a wait that cannot succeed."""
+        from airflow_provider_codecheck.core.errors import InvalidTaskIdError
+        from airflow_provider_codecheck.core.operations import validate_task_id
+        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+
+        try:
+            validate_task_id(self.codecheck_task_id)
+        except InvalidTaskIdError as error:
+            raise CodeCheckConfigurationError(f"codecheck_task_id: {error}") from None
+        self._execution()
+
     def execute(self, context: Any) -> Any:
+        self._validate()
         if not self.deferrable:
             return super().execute(context)
         from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
@@ -101,7 +120,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
 
         from airflow_provider_codecheck.core.errors import CodeCheckError
         from airflow_provider_codecheck.core.waiting import describe, make_event
-        from airflow_provider_codecheck.exceptions import CodeCheckWaitError
+        from airflow_provider_codecheck.exceptions import CodeCheckWaitAborted
 
         try:
             progress = self.hook.get_task_progress(self.codecheck_task_id, self._execution())
@@ -109,7 +128,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
             if error.retryable:
                 self.log.warning("Transient error, poking again later: %s", error)
                 return False
-            raise CodeCheckWaitError(str(error)) from None
+            raise CodeCheckWaitAborted(f"Polling stopped: {error}") from None
         self.log.info("CodeArts task %s: %s", self.codecheck_task_id, describe(progress))
         if not progress.status.is_terminal:
             return False
@@ -125,11 +144,14 @@ class CodeCheckTaskSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
+        from airflow_provider_codecheck.exceptions import CodeCheckWaitAborted
         from airflow_provider_codecheck.results import checked_event
 
         checked = checked_event(event)
         if checked["status"] == "timeout":
             raise AirflowSensorTimeout(checked["message"])
+        if checked["status"] == "error":  # a permanent error: not soft-failed (see the class docstring)
+            raise CodeCheckWaitAborted(checked["message"])
         return self._finish(context, checked)
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_codecheck.core.driving import run_flow_async
-from airflow_provider_codecheck.core.errors import CodeCheckError, TransportError
+from airflow_provider_codecheck.core.errors import CodeCheckError, InvalidTaskIdError, TransportError
 from airflow_provider_codecheck.core.models import TaskProgress
+from airflow_provider_codecheck.core.operations import validate_task_id
 from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, make_event, wait_for_scan
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
@@ -79,6 +80,15 @@ class CodeCheckTaskTrigger(BaseTrigger):
         return f"<CodeCheckTaskTrigger task={self.codecheck_task_id!r} conn={self.codecheck_conn_id!r}>"
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            validate_task_id(self.codecheck_task_id)
+        except InvalidTaskIdError as error:  # bad input ends the wait at once, as an error event
+            yield TriggerEvent(
+                make_event(
+                    "error", str(self.codecheck_task_id), str(error), exec_id=self.exec_id, error=error
+                )
+            )
+            return
         hook = CodeCheckHook(self.codecheck_conn_id)
         try:
             async with hook.async_client() as client:

@@ -81,7 +81,7 @@ def test_gate_without_counts_fails_without_retry_naming_the_error(emulator):
         "message": "ended",
     }
     ti = _TI()
-    with pytest.raises(AirflowFailException, match="APIGW.0500") as raised:
+    with pytest.raises(AirflowFailException, match=r"APIGW\.0500") as raised:
         operator.execute_complete({"ti": ti}, event)
     assert "request id" in str(raised.value)
     assert ti.xcom["status"] == "success"

@@ -10,7 +10,11 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 from dag_helpers import build_dag, polls_by, ti_states, xcom
 
-from airflow_provider_codecheck.exceptions import CodeCheckScanFailed, CodeCheckWaitError
+from airflow_provider_codecheck.exceptions import (
+    CodeCheckScanFailed,
+    CodeCheckWaitAborted,
+    CodeCheckWaitError,
+)
 from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
 from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
 
@@ -92,7 +96,8 @@ def _event(status: str, task_status: int | None, **extra: object) -> dict[str, o
         ({"status": "weird"}, CodeCheckWaitError),
         (_event("success", 1), CodeCheckWaitError),  # status and task_status disagree
         (_event("timeout", None), AirflowSensorTimeout),
-        (_event("error", None, error_code="CC.00050010"), CodeCheckWaitError),
+        # A permanent error is not an AirflowException, so soft_fail cannot turn it into a skip (B7).
+        (_event("error", None, error_code="CC.00050010"), CodeCheckWaitAborted),
         (_event("failed", 1), CodeCheckScanFailed),
         (_event("stopped", 3), CodeCheckScanFailed),
     ],
