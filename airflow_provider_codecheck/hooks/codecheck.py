@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 # A task id that cannot exist: test_connection reads it, so proving credentials changes nothing.
 _PROBE_TASK_ID = "airflow-connection-test-0000"
+# The documented answer for a task id that does not exist (HTTP 200 with this code).
+_UNKNOWN_TASK_CODES = frozenset({"CC.00050002"})
 
 
 def settings_from_airflow_connection(conn: Any) -> ConnectionSettings:
@@ -119,7 +121,12 @@ class CodeCheckHook(BaseHook):
         return self.client.get_defects_statistic(task_id)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Prove the credentials with a read of a task that does not exist: no scan is started or changed."""
+        """Prove the credentials with a read of a task that does not exist: no scan is started or changed.
+
+        The service answers an unknown task id with HTTP 200 and error_code CC.00050002 ("query task detail
+        error", per Huawei's error-code table) once the request is authenticated (a 404 is accepted as well);
+        rejected credentials are a 401 before any task lookup, a missing permission a 403.
+        """
         try:
             from airflow_provider_codecheck.transport.sync import SyncClient
 
@@ -127,8 +134,10 @@ class CodeCheckHook(BaseHook):
             client = SyncClient(settings, self.retry_policy)
             try:
                 client.execute(ops.get_task_progress(_PROBE_TASK_ID))
-            except NotFoundError:
-                pass  # authenticated: the service looked the task up
+            except CodeCheckError as error:
+                if not (isinstance(error, NotFoundError) or error.error_code in _UNKNOWN_TASK_CODES):
+                    raise
+                # authenticated: the service looked the task up
             finally:
                 client.close()
         except AuthenticationError as error:
