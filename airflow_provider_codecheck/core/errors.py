@@ -86,7 +86,10 @@ class ServiceError(CodeCheckError):
 
 
 class TransientError(CodeCheckError):
-    """Worth retrying: 5xx, gateway pages, CC.00000000 / CC.00050012 (network busy)."""
+    """Worth retrying: 5xx, gateway pages, CC.00000000 / CC.00050012 (network busy).
+
+    A 5xx is ``maybe_processed``: the gateway may answer 502/503/504 after the backend accepted the request.
+    """
 
     retryable = True
 
@@ -96,11 +99,15 @@ class ThrottledError(TransientError):
 
 
 class TaskRunningError(TransientError):
-    """CC.00050015 "task is running": a scan of this task is in progress; retry later."""
+    """CC.00050015 "task is running": a scan of this task is in progress.
+
+    Retried for idempotent calls; raised at once for ``run`` (a resend would start a second scan once the
+    running one ends): the caller attaches to the running scan instead.
+    """
 
 
 class InvalidResponseError(TransientError):
-    """The reply could not be understood (malformed JSON, missing fields, undocumented task_status)."""
+    """The reply could not be understood (malformed JSON, a missing exec_id, an undocumented task_status)."""
 
 
 class TransportError(TransientError):
