@@ -283,3 +283,18 @@ def test_a_retry_after_beyond_the_budget_gives_up_at_once_carrying_it(emu, trans
     # An HTTP-date has whole seconds (rounded up by the server) and is measured from our clock.
     assert error.retry_after == 30 if form == "seconds" else 28 <= error.retry_after <= 31
     assert emu.stats()["requests"] == {"progress 429": 1}
+
+
+@pytest.mark.parametrize("transport", h.TRANSPORTS)
+@pytest.mark.parametrize("null_fields", ["null", "absent"])
+def test_a_never_checked_task_reads_the_same_with_null_or_absent_fields(emu, transport, null_fields):
+    # The emulator's shape switch: null fields sent as null, or dropped (never run → {"progress": {}}).
+    emu.set_shape(null_fields=null_fields)
+    emu.add_task(task_id="never-run")
+    settings = h.aksk_settings(emu)
+    progress = h.invoke(transport, settings, "get_task_progress", "never-run")
+    assert progress.status is TaskStatus.NOT_STARTED
+    assert (progress.ratio, progress.info) == (None, None)
+    assert ("task_status" in progress.raw) is (null_fields == "null")
+    summary = h.invoke(transport, settings, "get_defects_summary", "never-run")
+    assert summary.last_exec_time is None  # never run; the rest parses whatever the shape
