@@ -119,6 +119,8 @@ class CodeCheckRunTaskOperator(BaseOperator):
         self.new_run_grace = new_run_grace
         self.job_id = job_id
         self._started_scan = False
+        self._exec_id: str | None = None
+        self._stale_until: float | None = None
 
     @cached_property
     def hook(self) -> CodeCheckHook:
@@ -133,6 +135,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
         self._validate()  # fail before starting anything
         ti = context["ti"]
         exec_id, stale_until = self._start(ti.try_number) if self.run else (None, None)
+        self._exec_id, self._stale_until = exec_id, stale_until
         ti.xcom_push(key="exec_id", value=exec_id)
         url = console_url(self.hook.get_settings(), self.codecheck_task_id)
         ti.xcom_push(key=CONSOLE_URL_XCOM_KEY, value=url)
@@ -317,6 +320,18 @@ class CodeCheckRunTaskOperator(BaseOperator):
         return validate_quality_gate(self.quality_gate)
 
     def on_kill(self) -> None:
-        if self.cancel_on_kill and self._started_scan:
+        """Stop the scan this task started (worker mode), if it is still checking (idempotent)."""
+        if not (self.cancel_on_kill and self._started_scan):
+            return
+        from airflow_provider_codecheck.core.errors import CodeCheckError
+
+        try:
+            progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id or self._exec_id)
+            fresh = self._stale_until is None or time.time() >= self._stale_until
+            if progress.status.is_terminal and fresh:
+                self.log.info("CodeArts task %s already ended: nothing to stop", self.codecheck_task_id)
+                return
             self.log.info("Stopping CodeArts task %s", self.codecheck_task_id)
             self.hook.stop_task(self.codecheck_task_id)
+        except CodeCheckError as error:
+            self.log.error("Could not stop CodeArts task %s: %s", self.codecheck_task_id, error)

@@ -219,11 +219,14 @@ def test_operator_on_kill_stops_only_the_scan_it_started(emulator):
     from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
 
     emulator.add_task(task_id="scan-ok", duration_s=60, final_status=2, running=False)
+    # new_run_grace=0: a terminal status is this scan's at once (no previous-verdict window to distrust).
     operator = CodeCheckRunTaskOperator(
-        task_id="scan", codecheck_task_id="scan-ok", wait_for_completion=False
+        task_id="scan", codecheck_task_id="scan-ok", wait_for_completion=False, new_run_grace=0.0
     )
     operator.on_kill()  # started nothing yet: nothing to stop
     assert emulator.stats()["requests"].get("stop 200") is None
-    operator._start(try_number=1)
+    operator._exec_id, operator._stale_until = operator._start(try_number=1)
     operator.on_kill()
     assert emulator.get_task("scan-ok")["task_status"] == 3
+    operator.on_kill()  # idempotent: the scan is no longer checking, no second stop
+    assert emulator.stats()["requests"].get("stop 200") == 1
