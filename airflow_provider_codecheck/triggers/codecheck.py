@@ -97,6 +97,12 @@ class CodeCheckTaskTrigger(BaseTrigger):
             event = make_event("error", self.codecheck_task_id, str(error), exec_id=self.exec_id, error=error)
         except AirflowNotFoundException as missing:  # the connection id does not exist
             event = make_event("error", self.codecheck_task_id, str(missing), exec_id=self.exec_id)
+        except (
+            ValueError
+        ) as invalid:  # bad input never escapes (on 2.11 it made the triggerer retry in a loop)
+            event = make_event(
+                "error", self.codecheck_task_id, f"invalid input: {invalid}", exec_id=self.exec_id
+            )
         yield TriggerEvent(event)
 
     async def _wait(self, client: AsyncClient) -> dict[str, Any]:
