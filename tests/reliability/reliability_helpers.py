@@ -11,7 +11,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,67 @@ def fault_spec(kind: str, probability: float = FAULT_P, routes: tuple[str, ...] 
         "retry_after": RETRY_AFTER_S,
         "delay_s": SLOW_DELAY_S,
     }
+
+
+FIRST_REVOCATION_S = 1.0
+REVOKE_EVERY_S = 10.0
+"""``token_expired`` revokes every token at 1 s into a scenario, then every 10 s: farther apart than one call
+can last with the default retry policy (at most 0.5 + 1 + 2 + 4 s of backoff), so no call sees two revocations,
+which would rightly end it (a renewed token rejected again is permanent)."""
+
+
+class Revoker:
+    """Revokes every issued token on the schedule above from a thread, until stopped; counts the events."""
+
+    def __init__(self, emu: EmulatorServer) -> None:
+        self.emu = emu
+        self.events = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pause = FIRST_REVOCATION_S
+        while not self._stop.wait(pause):
+            pause = REVOKE_EVERY_S
+            self.emu.expire_tokens()
+            self.events += 1
+
+    def __enter__(self) -> Revoker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def revocations(emu: EmulatorServer, kinds: Iterable[str]) -> Iterator[Revoker | None]:
+    """``token_expired`` as what it models: mass revocations, events at moments in time.
+
+    As a per-request chance it would also revoke a token just renewed for the same call, and since issue 11 (B1)
+    a renewed token rejected again is a permanent error: real revocations are rare events, far apart compared
+    with one call. Every waiter then pays one 401 per event and the process fetches one token per event.
+    """
+    if "token_expired" not in kinds:
+        yield None
+        return
+    with Revoker(emu) as revoker:
+        yield revoker
+
+
+def plan(kinds: Iterable[str], q: float) -> list[dict[str, Any]]:
+    """Per-request fault specs for ``kinds``; ``token_expired`` is left to ``revocations``."""
+    return [fault_spec(kind, q) for kind in kinds if kind != "token_expired"]
+
+
+def check_revocations(stats: dict[str, Any], revoker: Revoker | None) -> None:
+    """Something was injected, and each revocation cost one IAM token at most (single-flight, no storm)."""
+    if revoker is None:
+        assert stats["faults_injected"], "the scenario injected no fault"
+        return
+    assert revoker.events > 0, "no revocation happened during the scenario"
+    assert stats["iam_tokens_issued"] <= revoker.events + 1, (stats["iam_tokens_issued"], revoker.events)
 
 
 def timeout_extra(kinds: Iterable[str]) -> dict[str, Any]:

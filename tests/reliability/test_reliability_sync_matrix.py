@@ -2,7 +2,7 @@
 
 * ``CodeCheckHook.wait_for_scan`` in threads (10 concurrent waits per fault kind);
 * ``CodeCheckTaskSensor`` in poke mode inside real Airflow (``dag.test()``), three sensors per kind;
-* ``CodeCheckRunTaskOperator`` whose run is refused with CC.00050015 a few times: one scan, then the verdict.
+* ``CodeCheckRunTaskOperator`` whose run is refused with CC.00050015: it attaches to the running scan.
 """
 
 from __future__ import annotations
@@ -34,16 +34,17 @@ def _wait_all(planned: list[rh.Planned]) -> list[dict]:
 
 def _hook_scenario(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, waits: int) -> None:
     use_connection(**rh.timeout_extra(kinds))
-    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, [rh.fault_spec(kind, q) for kind in kinds])
+    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, rh.plan(kinds, q))
     started = time.monotonic()
-    events = _wait_all(planned)
+    with rh.revocations(emu, kinds) as revoker:
+        events = _wait_all(planned)
     elapsed = time.monotonic() - started
 
     assert rh.check_final_events(planned, [[event] for event in events]) == []
     stats = emu.stats()
     requests, ideal = rh.progress_requests(stats), rh.ideal_polls(planned)
     k = max(rh.k_for(kind) for kind in kinds)
-    assert stats["faults_injected"]
+    rh.check_revocations(stats, revoker)
     assert requests <= k * ideal, f"{requests} progress requests for {ideal:.0f} ideal polls (k={k})"
     rh.record(
         row,
@@ -86,7 +87,7 @@ def test_hook_permanent_error_ends_the_wait_after_one_attempt(emu, use_connectio
 
 def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, permanent: bool) -> None:
     use_connection(**rh.timeout_extra(kinds))
-    faults = [rh.fault_spec(kind, q) for kind in kinds]
+    faults = rh.plan(kinds, q)
     # Each scan is started by an upstream operator that does not wait (dag.test's start-up takes seconds, so
     # scans started beforehand would be over before the first poke); a permanent error needs no scan.
     planned = rh.add_tasks(
@@ -117,7 +118,8 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
         tasks[sensor] = ("CodeCheckTaskSensor", {"codecheck_task_id": task.task_id, **sensor_kwargs})
     dag_id = "rel_poke_" + row.split("/", 1)[1]
     started = time.monotonic()
-    dag_run = rh.build_dag(dag_id, tasks, edges).test()
+    with rh.revocations(emu, kinds) as revoker:
+        dag_run = rh.build_dag(dag_id, tasks, edges).test()
     elapsed = time.monotonic() - started
 
     states = rh.ti_states(dag_run)
@@ -139,7 +141,8 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
         for task in planned:
             assert rh.xcom(dag_run, f"wait_{task.final_status}", "status") == task.status_name
         assert stats["runs"] == {task.task_id: 1 for task in planned}
-        assert stats["faults_injected"]
+        if revoker is None:
+            assert stats["faults_injected"]
         # The starting operator reads the progress once before its run: one more poll per task.
         ideal = rh.ideal_polls(planned) + len(planned)
         assert rh.progress_requests(stats) <= max(map(rh.k_for, kinds)) * ideal
@@ -167,15 +170,16 @@ def test_poke_sensor_fault_matrix(emu, use_connection, kind):
     _sensor_dag(emu, use_connection, f"poke/{kind}", (kind,), 1.0 if permanent else rh.FAULT_P, permanent)
 
 
-# --- the operator: a refused run is retried, and exactly one scan starts ---------------------------------
+# --- the operator: a run refused as "running" attaches, and starts no scan --------------------------------
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("airflow_db")
-def test_operator_retries_refused_run_and_starts_one_scan(emu, use_connection):
+def test_operator_attaches_to_a_running_scan_and_starts_none(emu, use_connection):
     use_connection()
-    refusals = [{"kind": "running_200", "count": 3, "routes": ["run"]}]
-    planned = rh.add_tasks(emu, "op-run200", 2, refusals, min_duration=1.0, running=False)
+    # Long enough to still be running when dag.test() (seconds of start-up) reaches the operators.
+    planned = rh.add_tasks(emu, "op-run200", 2, min_duration=12.0, running=True)
+    before = {task.task_id: emu.get_task(task.task_id)["last_exec_id"] for task in planned}
     tasks = {
         f"scan_{'deferred' if deferrable else 'worker'}": (
             "CodeCheckRunTaskOperator",
@@ -192,11 +196,9 @@ def test_operator_retries_refused_run_and_starts_one_scan(emu, use_connection):
     dag_run = rh.build_dag("rel_operator_run200", tasks).test()
     assert rh.ti_states(dag_run) == {name: "success" for name in tasks}
     stats = emu.stats()
-    assert stats["runs"] == {task.task_id: 1 for task in planned}
-    assert rh.route_requests(stats, "run") == 2 * 4  # three refusals, then the accepted run, per task
+    assert stats["runs"] == {task.task_id: 1 for task in planned}  # the refused call, once
+    assert rh.route_requests(stats, "run") == 2
     for name, task in zip(tasks, planned, strict=True):
-        assert rh.xcom(dag_run, name, "exec_id") == emu.get_task(task.task_id)["last_exec_id"]
+        assert emu.get_task(task.task_id)["last_exec_id"] == before[task.task_id]  # no scan of ours
         assert rh.xcom(dag_run, name, "status") == task.status_name
-    rh.record(
-        "operator/run running_200", operators=2, run_requests=8, scans_started=sum(stats["runs"].values())
-    )
+    rh.record("operator/run refused as running", operators=2, run_requests=2)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import reliability_helpers as rh
 
+from airflow_provider_codecheck.core.errors import TaskRunningError
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
 WAITS = 50
@@ -26,11 +27,11 @@ MIXED_Q = 1 - (1 - rh.FAULT_P) ** (1 / len(MIXED_KINDS))
 
 async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, waits: int):
     use_connection(**rh.timeout_extra(kinds))
-    faults = [rh.fault_spec(kind, q) for kind in kinds]
-    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, faults)
+    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, rh.plan(kinds, q))
     triggers = [rh.make_trigger(task.task_id) for task in planned]
     started = time.monotonic()
-    events = await rh.run_triggers(triggers)
+    with rh.revocations(emu, kinds) as revoker:
+        events = await rh.run_triggers(triggers)
     elapsed = time.monotonic() - started
 
     assert rh.check_final_events(planned, events) == []
@@ -39,8 +40,8 @@ async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, .
     ideal = rh.ideal_polls(planned)
     k = max(rh.k_for(kind) for kind in kinds)
     share = rh.faulted_share(stats)
-    assert stats["faults_injected"], "the scenario injected no fault"
-    if "token_expired" not in kinds:  # token_expired adds the 401s of the revoked token to the total
+    rh.check_revocations(stats, revoker)
+    if revoker is None:  # revocations add the 401s of the revoked token to the total
         assert 0.2 <= share <= 0.4, f"faulted share {share:.2f} is not about {rh.FAULT_P}"
     assert requests <= k * ideal, f"{requests} progress requests for {ideal:.0f} ideal polls (k={k})"
     assert stats["runs"] == {}  # a trigger never starts a scan
@@ -54,6 +55,7 @@ async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, .
         ratio=round(requests / ideal, 2),
         k=k,
         iam_tokens=stats["iam_tokens_issued"],
+        revocations=revoker.events if revoker else 0,
         rejected_401=stats["requests"].get("progress 401", 0),
         faults=stats["faults_injected"],
         seconds=round(elapsed, 1),
@@ -92,30 +94,31 @@ async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(emu, use_
     rh.record(f"trigger/{kind}", waits=WAITS, attempts_per_wait=rh.progress_requests(stats) / WAITS)
 
 
-def test_run_retries_task_running_until_accepted_and_starts_one_scan(emu, use_connection):
-    """``running_200`` on run (CC.00050015 with HTTP 200): the run is refused, nothing started, so retry."""
-    use_connection()
-    planned = rh.add_tasks(
-        emu, "run200", WAITS, [rh.fault_spec("running_200", routes=("run",))], running=False
-    )
+def test_run_refused_as_running_is_never_resent(emu, use_connection):
+    """A run answered CC.00050015 (HTTP 200 "task is running") is not retried (issue 11 B3/B5).
 
-    def run(task_id: str) -> str:
-        return CodeCheckHook(rh.CONN_ID).run_task(task_id).exec_id
+    Retrying would only start a second scan once the running one ends; the caller attaches instead. One POST
+    per task, and the running scans are left alone.
+    """
+    use_connection()
+    planned = rh.add_tasks(emu, "run200", WAITS, min_duration=60.0, running=True)
+    before = {task.task_id: emu.get_task(task.task_id)["last_exec_id"] for task in planned}
+
+    def run(task_id: str) -> BaseException | None:
+        try:
+            CodeCheckHook(rh.CONN_ID).run_task(task_id)
+        except TaskRunningError as error:
+            return error
+        return None
 
     with ThreadPoolExecutor(10) as pool:
-        exec_ids = list(pool.map(run, [task.task_id for task in planned], timeout=rh.GLOBAL_TIMEOUT_S))
+        errors = list(pool.map(run, [task.task_id for task in planned], timeout=rh.GLOBAL_TIMEOUT_S))
 
+    assert all(isinstance(error, TaskRunningError) for error in errors), errors
+    assert all(error.error_code == "CC.00050015" and error.attempts == 1 for error in errors)  # type: ignore[union-attr]
     stats = emu.stats()
-    refused = stats["faults_injected"]["running_200"]
-    assert refused > 0
-    assert stats["runs"] == {task.task_id: 1 for task in planned}  # exactly one scan per task
-    assert rh.route_requests(stats, "run") == WAITS + refused
-    for task, exec_id in zip(planned, exec_ids, strict=True):
-        assert emu.get_task(task.task_id)["last_exec_id"] == exec_id
-    rh.record(
-        "hook/run running_200",
-        runs=WAITS,
-        refused=refused,
-        run_requests=rh.route_requests(stats, "run"),
-        scans_started=sum(stats["runs"].values()),
-    )
+    assert stats["runs"] == {task.task_id: 1 for task in planned}  # the refused call, once
+    assert rh.route_requests(stats, "run") == WAITS
+    for task in planned:
+        assert emu.get_task(task.task_id)["last_exec_id"] == before[task.task_id]
+    rh.record("hook/run refused as running", runs=WAITS, run_requests=rh.route_requests(stats, "run"))
