@@ -97,3 +97,19 @@ def test_quality_gate_fails_over_limits(emulator):
     # The verdict is in XCom even though the gate failed the task.
     assert xcom(dag_run, "scan_with_gate", "defects") == over
     assert xcom(dag_run, "scan_with_gate", "status") == "success"
+
+
+def test_start_then_wait_never_returns_the_previous_verdict(emulator):
+    # The previous scan failed; for 1.5 s after the run the task's progress still says so.
+    emulator.add_task(
+        task_id="demo-scan", duration_s=1.0, final_status=2, running=False, initial_status=1, lag_s=1.5
+    )
+
+    dag_run = run_dag(load_example("example_codecheck_start_then_wait"))
+
+    assert ti_states(dag_run) == {"start_scan": "success", "wait_for_scan": "success"}
+    exec_id = emulator.get_task("demo-scan")["last_exec_id"]
+    assert xcom(dag_run, "start_scan", "exec_id") == exec_id
+    assert xcom(dag_run, "wait_for_scan", "exec_id") == exec_id
+    assert xcom(dag_run, "wait_for_scan", "task_status") == 2
+    assert emulator.stats()["runs"] == {"demo-scan": 1}
