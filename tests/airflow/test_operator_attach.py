@@ -13,10 +13,12 @@ OPERATOR = "CodeCheckRunTaskOperator"
 SENSOR = "CodeCheckTaskSensor"
 
 
+@pytest.mark.parametrize("kind", ["gateway_timeout_504", "reset_after"])
 @pytest.mark.parametrize("deferrable", [False, True])
-def test_run_answered_504_attaches_to_the_scan_it_started(emulator, deferrable):
-    # The gateway answers 504 after the backend started the scan; during the lag progress still shows the
-    # previous verdict (failed), so the operator must wait to see "checking" and then attach: one run call.
+def test_run_with_unknown_outcome_attaches_to_the_scan_it_started(emulator, deferrable, kind):
+    # The gateway answers 504 (or the connection is reset) after the backend started the scan; during the lag
+    # progress still shows the previous verdict (failed), so the operator must wait to see "checking" and then
+    # attach: one run call.
     emulator.add_task(
         task_id="gw-504",
         duration_s=0.6,
@@ -24,10 +26,10 @@ def test_run_answered_504_attaches_to_the_scan_it_started(emulator, deferrable):
         final_status=2,
         initial_status=1,
         running=False,
-        faults=[{"kind": "gateway_timeout_504", "count": 1, "routes": ["run"]}],
+        faults=[{"kind": kind, "count": 1, "routes": ["run"]}],
     )
     kwargs = {"codecheck_task_id": "gw-504", "deferrable": deferrable, "poll_interval": 0.2}
-    dag_run = build_dag(f"attach_504_{deferrable}", {"scan": (OPERATOR, kwargs)}).test()
+    dag_run = build_dag(f"attach_{kind}_{deferrable}", {"scan": (OPERATOR, kwargs)}).test()
     assert ti_states(dag_run) == {"scan": "success"}
     assert xcom(dag_run, "scan", "status") == "success"
     assert emulator.stats()["runs"] == {"gw-504": 1}
