@@ -45,9 +45,9 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Send:
     request: HttpRequest
-    credential: iam.AkSkKey | None = None
-    """For AK/SK-signed requests: the key of ``iam.AKSK_MEMO`` to consult (probe one at a time while not
-    trusted, answer ``iam.Withheld`` instead of sending while rejected) and to teach with the outcome."""
+    credential: iam.CredentialKey | None = None
+    """For AK/SK-signed requests and IAM password requests: the key of ``iam.CREDENTIAL_MEMO`` to consult (probe
+    one at a time while not trusted, answer ``iam.Withheld`` instead of sending while rejected) and to teach."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,8 @@ def fetch_token(
 
     def build() -> Send:
         # No token yet: the password in the body is the credential.
-        return Send(build_request(call, iam_endpoint, settings, None, ctx.now(), ctx.user_agent))
+        request = build_request(call, iam_endpoint, settings, None, ctx.now(), ctx.user_agent)
+        return Send(request, iam.password_key(auth, iam_endpoint))
 
     def read(outcome: Outcome, url: str) -> IamToken:
         return _read(outcome, url, lambda response: iam.parse_token_response(response, auth))

@@ -1,4 +1,4 @@
-"""IAM credentials: user-password tokens (request, reply, process-wide cache) and the memo of rejected AK/SK."""
+"""IAM credentials: user-password tokens (request, reply, process-wide cache) and the memo of rejected ones."""
 
 from __future__ import annotations
 
@@ -110,31 +110,54 @@ class TokenCache:
 TOKEN_CACHE = TokenCache()
 
 
-# --- AK/SK credentials the gateway rejected ------------------------------------------------------------------
+# --- credentials the service rejected: AK/SK (gateway) and IAM passwords ------------------------------------
 
-REJECTED_AKSK_HOLD_S = 600.0
-"""How long a rejected AK/SK stays refused in this process without another request being sent.
+REJECTED_CREDENTIAL_HOLD_S = 600.0
+"""How long rejected credentials stay refused in this process without another request being sent.
 
 The gateway locks an AK for 5 minutes (300 s) after 5 failed authentications in a row, for every caller of
-that AK. Holding a rejection for 10 minutes means this process adds at most one failure per 10 minutes, never
-reaching the lock on its own, and a lock caused elsewhere has expired by the time we try again; an account
-that was fixed (AK re-enabled, arrears paid) recovers within 10 minutes without a restart. A *changed* SK (or
-security token) in the connection is another key and is used at once.
+that AK (IAM's account lock-out policy likewise locks a user after repeated failed logins). Holding a
+rejection for 10 minutes means this process adds at most one failure per 10 minutes, never reaching a lock on
+its own, and a lock caused elsewhere has expired by the time we try again; an account that was fixed (AK
+re-enabled, arrears paid, password reset to the connection's) recovers within 10 minutes without a restart.
+*Changed* credentials in the connection (SK, security token, password) are another key, used at once.
 """
 
-AkSkKey = tuple[str, str, str]
+CredentialKey = tuple[str, ...]
+"""("aksk", endpoint, AK, digest) or ("password", IAM endpoint, domain, user, scope, digest): no secret."""
 
 
-def aksk_key(auth: AkSkAuth, endpoint: str) -> AkSkKey:
-    """(endpoint, AK, digest of SK and security token): never the secret itself."""
+def aksk_key(auth: AkSkAuth, endpoint: str) -> CredentialKey:
+    """(kind, endpoint, AK, digest of SK and security token): never the secret itself."""
     secret = f"{auth.secret_key}\0{auth.security_token or ''}".encode()
-    return (endpoint, auth.access_key, hashlib.sha256(secret).hexdigest())
+    return ("aksk", endpoint, auth.access_key, hashlib.sha256(secret).hexdigest())
+
+
+def password_key(auth: PasswordAuth, iam_endpoint: str) -> CredentialKey:
+    """(kind, *the token cache key): the password only as its digest."""
+    return ("password", *cache_key(auth, iam_endpoint))
+
+
+_FIX_HINTS = {
+    "aksk": (
+        "the gateway rejected this connection's AK/SK",
+        "each failed signature counts toward the gateway's lock-out of the AK for 5 minutes after 5 failures, "
+        "for every caller",
+        "Fix the SK in the connection: a changed SK is used at once",
+    ),
+    "password": (
+        "IAM rejected this connection's user name or password",
+        "repeated failed logins can lock the IAM user",
+        "Fix the password in the connection: a changed password is used at once",
+    ),
+}
 
 
 @dataclass(frozen=True)
-class AkSkRejection:
-    """What the gateway said when it rejected an AK/SK (its code, message and request id; no secret)."""
+class Rejection:
+    """What the service said when it rejected credentials (its code, message and request id; no secret)."""
 
+    kind: str
     at: float
     """Monotonic time of the rejection."""
     status: int
@@ -143,24 +166,22 @@ class AkSkRejection:
     request_id: str | None
 
     def error(self, now: float, hold_s: float) -> AuthenticationError:
+        who, why, fix = _FIX_HINTS[self.kind]
         left = max(0.0, self.at + hold_s - now)
-        error = AuthenticationError(
-            f"the gateway rejected this connection's AK/SK {now - self.at:.0f}s ago; not sent again for "
-            f"{left:.0f}s (each failed signature counts toward the gateway's lock-out of the AK for 5 minutes "
-            "after 5 failures, for every caller). Fix the SK in the connection: a changed SK is used at once",
+        return AuthenticationError(
+            f"{who} {now - self.at:.0f}s ago; not sent again for {left:.0f}s ({why}). {fix}",
             status=self.status,
             error_code=self.error_code,
             error_msg=self.error_msg,
             request_id=self.request_id,
         )
-        return error
 
 
 @dataclass(frozen=True)
 class Withheld:
-    """A transport's answer to ``Send`` when the request was not sent: its AK/SK is known to be rejected."""
+    """A transport's answer to ``Send`` when the request was not sent: its credentials are known to be rejected."""
 
-    rejection: AkSkRejection
+    rejection: Rejection
     now: float
     hold_s: float
 
@@ -168,25 +189,26 @@ class Withheld:
         return self.rejection.error(self.now, self.hold_s)
 
 
-class AkSkMemo:
-    """Process-wide memo of AK/SK keys: trusted (the gateway accepted one) or rejected (when, with what).
+class CredentialMemo:
+    """Process-wide memo of credentials: trusted (the service accepted them) or rejected (when, with what).
 
     Thread-safe (a plain lock around dict operations, never held across I/O), so worker threads and the
-    triggerer's event loops share it. Transports consult it around each signed request: a key not yet trusted
-    is probed by one request at a time, so concurrent first calls with a wrong SK cost one failure, not N.
+    triggerer's event loops share it. Transports consult it around each AK/SK-signed request and each IAM
+    password request: a key not yet trusted is probed by one request at a time, so concurrent first calls with
+    a wrong SK or password cost one failure, not N.
     """
 
-    def __init__(self, hold_s: float = REJECTED_AKSK_HOLD_S) -> None:
+    def __init__(self, hold_s: float = REJECTED_CREDENTIAL_HOLD_S) -> None:
         self.hold_s = hold_s
         self._lock = threading.Lock()
-        self._trusted: set[AkSkKey] = set()
-        self._rejected: dict[AkSkKey, AkSkRejection] = {}
+        self._trusted: set[CredentialKey] = set()
+        self._rejected: dict[CredentialKey, Rejection] = {}
 
-    def trusted(self, key: AkSkKey) -> bool:
+    def trusted(self, key: CredentialKey) -> bool:
         with self._lock:
             return key in self._trusted
 
-    def withheld(self, key: AkSkKey, now: float) -> Withheld | None:
+    def withheld(self, key: CredentialKey, now: float) -> Withheld | None:
         """The rejection to answer with instead of sending, or None when a request may be sent."""
         with self._lock:
             rejection = self._rejected.get(key)
@@ -197,15 +219,15 @@ class AkSkMemo:
                 return None
             return Withheld(rejection, now, self.hold_s)
 
-    def observe(self, key: AkSkKey, outcome: object, now: float) -> None:
-        """Learn from the outcome of a signed request: a 401 rejects the key, any other reply trusts it."""
+    def observe(self, key: CredentialKey, outcome: object, now: float) -> None:
+        """Learn from the outcome of a request: a 401 rejects the key, any other reply trusts it."""
         if not isinstance(outcome, HttpResponse):
             return  # no reply: nothing learned
         with self._lock:
             if outcome.status == 401:
                 code, msg = _error_of(outcome)
                 self._trusted.discard(key)
-                self._rejected[key] = AkSkRejection(now, outcome.status, code, msg, outcome.request_id)
+                self._rejected[key] = Rejection(key[0], now, outcome.status, code, msg, outcome.request_id)
             else:
                 self._trusted.add(key)
                 self._rejected.pop(key, None)
@@ -224,4 +246,4 @@ def _error_of(response: HttpResponse) -> tuple[str | None, str | None]:
     return None, None
 
 
-AKSK_MEMO = AkSkMemo()
+CREDENTIAL_MEMO = CredentialMemo()

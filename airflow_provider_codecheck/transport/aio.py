@@ -71,7 +71,7 @@ def _env_proxy_for(origin: str) -> tuple[Any, aiohttp.BasicAuth | None]:
 class _LoopState:
     sessions: dict[tuple[Any, ...], _Shared] = field(default_factory=dict)
     token_locks: dict[iam.CacheKey, asyncio.Lock] = field(default_factory=dict)
-    aksk_gates: dict[iam.AkSkKey, asyncio.Lock] = field(default_factory=dict)
+    credential_gates: dict[iam.CredentialKey, asyncio.Lock] = field(default_factory=dict)
 
 
 # Keyed by loop so that a test or a restarted triggerer loop never sees another loop's objects.
@@ -183,7 +183,7 @@ class AsyncClient(ClientBase):
                 outcome: object = await self._send(effect.request)
             else:
                 assert effect.credential is not None
-                gate = _loop_state().aksk_gates.setdefault(effect.credential, asyncio.Lock())
+                gate = _loop_state().credential_gates.setdefault(effect.credential, asyncio.Lock())
                 async with gate:
                     outcome = self._withheld(effect) or await self._send(effect.request)
                     self._learn(effect, outcome)

@@ -34,18 +34,20 @@ class ClientBase:
         return auth, iam.cache_key(auth, self.settings.iam_endpoint)
 
     def _needs_gate(self, send: core_flow.Send) -> bool:
-        """An AK/SK-signed request whose key the gateway has not accepted yet in this process (or rejected):
+        """A request with credentials (AK/SK, IAM password) not yet accepted in this process (or rejected):
         send it only under the key's gate, one at a time, so concurrent callers learn from the first."""
-        return send.credential is not None and not iam.AKSK_MEMO.trusted(send.credential)
+        return send.credential is not None and not iam.CREDENTIAL_MEMO.trusted(send.credential)
 
     def _withheld(self, send: core_flow.Send) -> iam.Withheld | None:
         return (
-            None if send.credential is None else iam.AKSK_MEMO.withheld(send.credential, self.ctx.monotonic())
+            None
+            if send.credential is None
+            else iam.CREDENTIAL_MEMO.withheld(send.credential, self.ctx.monotonic())
         )
 
     def _learn(self, send: core_flow.Send, outcome: object) -> None:
         if send.credential is not None:
-            iam.AKSK_MEMO.observe(send.credential, outcome, self.ctx.monotonic())
+            iam.CREDENTIAL_MEMO.observe(send.credential, outcome, self.ctx.monotonic())
 
     def _fetch_token_flow(self, auth: PasswordAuth) -> core_flow.Flow[iam.IamToken]:
         return core_flow.fetch_token(auth, self.settings.iam_endpoint, self.settings, self.policy, self.ctx)

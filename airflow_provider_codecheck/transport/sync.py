@@ -47,13 +47,13 @@ def _token_lock(key: iam.CacheKey) -> threading.Lock:
         return _TOKEN_LOCKS.setdefault(key, threading.Lock())
 
 
-# One gate per AK/SK key not yet accepted by the gateway: its requests go one at a time (see ClientBase).
-_AKSK_GATES: dict[iam.AkSkKey, threading.Lock] = {}
+# One gate per credential key not yet accepted: its requests go one at a time (see ClientBase._needs_gate).
+_CREDENTIAL_GATES: dict[iam.CredentialKey, threading.Lock] = {}
 
 
-def _aksk_gate(key: iam.AkSkKey) -> threading.Lock:
+def _credential_gate(key: iam.CredentialKey) -> threading.Lock:
     with _TOKEN_LOCKS_GUARD:
-        return _AKSK_GATES.setdefault(key, threading.Lock())
+        return _CREDENTIAL_GATES.setdefault(key, threading.Lock())
 
 
 class SyncClient(ClientBase):
@@ -137,7 +137,7 @@ class SyncClient(ClientBase):
                 outcome: object = self._send(effect.request)
             else:
                 assert effect.credential is not None
-                with _aksk_gate(effect.credential):
+                with _credential_gate(effect.credential):
                     outcome = self._withheld(effect) or self._send(effect.request)
                     self._learn(effect, outcome)
                 return outcome

@@ -17,10 +17,10 @@ def _clean_global_token_cache() -> Iterator[None]:
     # Hooks use the process-wide cache; a token left by another test may belong to a reset emulator.
     # Likewise the process-wide memo of rejected AK/SK keys (all tests share one emulator endpoint).
     iam.TOKEN_CACHE.clear()
-    iam.AKSK_MEMO.clear()
+    iam.CREDENTIAL_MEMO.clear()
     yield
     iam.TOKEN_CACHE.clear()
-    iam.AKSK_MEMO.clear()
+    iam.CREDENTIAL_MEMO.clear()
 
 
 @pytest.fixture

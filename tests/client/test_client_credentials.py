@@ -2,8 +2,9 @@
 
 IAM tokens: a rejected token is dropped from the process-wide cache and ONE new token is fetched; a renewed
 token rejected again is a permanent AuthenticationError (no IAM storm). Static tokens: a rejection is final.
-AK/SK: a rejected signature is never sent again by anyone in the process for ``iam.REJECTED_AKSK_HOLD_S``
-(the gateway locks an AK for 5 minutes after 5 failures in a row, for every caller).
+AK/SK (and IAM passwords): rejected credentials are never sent again by anyone in the process for
+``iam.REJECTED_CREDENTIAL_HOLD_S`` (the gateway locks an AK for 5 minutes after 5 failures in a row, for every
+caller).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.core.errors import AuthenticationError, TokenExpiredError
-from airflow_provider_codecheck.core.iam import AkSkMemo, TokenCache
+from airflow_provider_codecheck.core.iam import CredentialMemo, TokenCache
 from airflow_provider_codecheck.core.models import TaskStatus
 from airflow_provider_codecheck.core.settings import AkSkAuth
 from airflow_provider_codecheck.emulator import defaults
@@ -221,8 +222,51 @@ def test_rejection_message_holds_no_secret(secret_emu):
         text = f"{caught.value} {caught.value!r} {caught.value.message}"
         for secret in (WRONG_SK, h.SECRET_SK):
             assert secret not in text
-    assert h.SECRET_SK not in repr(iam.AKSK_MEMO.__dict__)
-    assert WRONG_SK not in repr(iam.AKSK_MEMO.__dict__)
+    assert h.SECRET_SK not in repr(iam.CREDENTIAL_MEMO.__dict__)
+    assert WRONG_SK not in repr(iam.CREDENTIAL_MEMO.__dict__)
+
+
+# --- IAM password rejected by IAM -------------------------------------------------------------------------
+
+
+def test_wrong_password_across_20_threads_costs_one_iam_call(emu):
+    settings = h.password_settings(emu, password="not-the-password")
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        client = SyncClient(settings, h.FAST)
+        try:
+            barrier.wait(timeout=30)
+            client.get_task_progress(h.TASK)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(errors) == 20
+    assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
+    assert sum("not sent again" in str(error) for error in errors) == 19
+    stats = emu.stats()
+    assert stats["requests"] == {"iam 401": 1}
+    assert stats["iam_tokens_issued"] == 0
+
+
+def test_wrong_password_is_shared_by_both_transports_and_a_fixed_password_works_at_once(emu):
+    bad = h.password_settings(emu, password="not-the-password")
+    for transport in (*h.TRANSPORTS, *h.TRANSPORTS):
+        with pytest.raises(AuthenticationError):
+            h.invoke(transport, bad, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
+    assert emu.stats()["requests"] == {"iam 401": 1}
+    for transport in h.TRANSPORTS:
+        good = h.password_settings(emu)
+        assert h.invoke(transport, good, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
+    assert emu.stats()["requests"] == {"iam 401": 1, "iam 201": 2, "progress 200": 2}
 
 
 # --- the memo, pure ---------------------------------------------------------------------------------------
@@ -236,7 +280,7 @@ def _reply(status: int):
 
 
 def test_memo_holds_a_rejection_longer_than_the_lockout_then_lets_one_probe_through():
-    memo = AkSkMemo()
+    memo = CredentialMemo()
     assert memo.hold_s > 300, "longer than the gateway's 5-minute lock-out"
     key = iam.aksk_key(AkSkAuth("AK", "SK"), "https://cc.example")
     assert memo.withheld(key, 0.0) is None
@@ -256,6 +300,12 @@ def test_memo_holds_a_rejection_longer_than_the_lockout_then_lets_one_probe_thro
 
 
 def test_memo_keys_separate_secrets_and_security_tokens_without_holding_them():
+    from airflow_provider_codecheck.core.settings import PasswordAuth
+
+    one = iam.password_key(PasswordAuth("d", "u", "secret-one", None), "https://iam")
+    assert one != iam.password_key(PasswordAuth("d", "u", "secret-two", None), "https://iam")
+    assert one != iam.aksk_key(AkSkAuth("u", "secret-one"), "https://iam")
+    assert "secret-one" not in repr(one)
     base = iam.aksk_key(AkSkAuth("AK", "secret-one"), "https://e")
     assert base != iam.aksk_key(AkSkAuth("AK", "secret-two"), "https://e")
     assert base != iam.aksk_key(AkSkAuth("AK", "secret-one", security_token="st"), "https://e")
@@ -266,7 +316,7 @@ def test_memo_keys_separate_secrets_and_security_tokens_without_holding_them():
 def test_transport_failures_teach_the_memo_nothing():
     from airflow_provider_codecheck.core.http import TransportFailure
 
-    memo = AkSkMemo()
+    memo = CredentialMemo()
     key = iam.aksk_key(AkSkAuth("AK", "SK"), "https://e")
     memo.observe(key, TransportFailure("reset", "x", True), 0.0)
     assert not memo.trusted(key)
