@@ -179,17 +179,15 @@ class AsyncClient(ClientBase):
 
     async def _answer(self, effect: core_flow.Effect) -> object:
         if isinstance(effect, core_flow.Send):
-            if not self._needs_gate(effect):
+            key = self._gate_key(effect)
+            if key is None:
                 outcome: object = await self._send(effect.request)
-            else:
-                assert effect.credential is not None
-                gate = _loop_state().credential_gates.setdefault(effect.credential, asyncio.Lock())
-                async with gate:
-                    outcome = self._withheld(effect) or await self._send(effect.request)
-                    self._learn(effect, outcome)
+                self._learn(effect, outcome)
                 return outcome
-            self._learn(effect, outcome)
-            return outcome
+            async with _loop_state().credential_gates.setdefault(key, asyncio.Lock()):
+                outcome = self._withheld(effect) or await self._send(effect.request)
+                self._learn(effect, outcome)
+                return outcome
         if isinstance(effect, core_flow.Sleep):
             await asyncio.sleep(effect.seconds)
             return None

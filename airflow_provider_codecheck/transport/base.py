@@ -33,10 +33,14 @@ class ClientBase:
             raise TypeError("IAM tokens exist only for auth_type 'password'")
         return auth, iam.cache_key(auth, self.settings.iam_endpoint)
 
-    def _needs_gate(self, send: core_flow.Send) -> bool:
-        """A request with credentials (AK/SK, IAM password) not yet accepted in this process (or rejected):
-        send it only under the key's gate, one at a time, so concurrent callers learn from the first."""
-        return send.credential is not None and not iam.CREDENTIAL_MEMO.trusted(send.credential)
+    def _gate_key(self, send: core_flow.Send) -> iam.CredentialKey | None:
+        """The key whose gate ``send`` must go through, or None to send at once.
+
+        A request with credentials (AK/SK, IAM password) not yet accepted in this process, or rejected, is sent
+        only under its key's gate, one at a time, so concurrent callers learn from the first answer.
+        """
+        key = send.credential
+        return None if key is None or iam.CREDENTIAL_MEMO.trusted(key) else key
 
     def _withheld(self, send: core_flow.Send) -> iam.Withheld | None:
         return (

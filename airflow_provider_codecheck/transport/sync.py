@@ -133,16 +133,15 @@ class SyncClient(ClientBase):
 
     def _answer(self, effect: core_flow.Effect) -> object:
         if isinstance(effect, core_flow.Send):
-            if not self._needs_gate(effect):
+            key = self._gate_key(effect)
+            if key is None:
                 outcome: object = self._send(effect.request)
-            else:
-                assert effect.credential is not None
-                with _credential_gate(effect.credential):
-                    outcome = self._withheld(effect) or self._send(effect.request)
-                    self._learn(effect, outcome)
+                self._learn(effect, outcome)
                 return outcome
-            self._learn(effect, outcome)
-            return outcome
+            with _credential_gate(key):
+                outcome = self._withheld(effect) or self._send(effect.request)
+                self._learn(effect, outcome)
+                return outcome
         if isinstance(effect, core_flow.Sleep):
             time.sleep(effect.seconds)
             return None
