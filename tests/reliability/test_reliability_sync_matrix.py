@@ -175,30 +175,25 @@ def test_poke_sensor_fault_matrix(emu, use_connection, kind):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("airflow_db")
-def test_operator_attaches_to_a_running_scan_and_starts_none(emu, use_connection):
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "worker"])
+def test_operator_attaches_to_a_running_scan_and_starts_none(emu, use_connection, deferrable):
     use_connection()
-    # Long enough to still be running when dag.test() (seconds of start-up) reaches the operators.
-    planned = rh.add_tasks(emu, "op-run200", 2, min_duration=12.0, running=True)
-    before = {task.task_id: emu.get_task(task.task_id)["last_exec_id"] for task in planned}
-    tasks = {
-        f"scan_{'deferred' if deferrable else 'worker'}": (
-            "CodeCheckRunTaskOperator",
-            {
-                "codecheck_task_id": task.task_id,
-                "codecheck_conn_id": rh.CONN_ID,
-                "deferrable": deferrable,
-                "poll_interval": rh.POLL,
-                "fail_on_failure": False,
-            },
-        )
-        for task, deferrable in zip(planned, (True, False), strict=True)
+    # One operator per DAG run (dag.test() runs tasks one after another), on a scan long enough to still be
+    # running when dag.test() (seconds of start-up) reaches it.
+    (task,) = rh.add_tasks(emu, "op-run200", 1, min_duration=10.0, running=True)
+    before = emu.get_task(task.task_id)["last_exec_id"]
+    kwargs = {
+        "codecheck_task_id": task.task_id,
+        "codecheck_conn_id": rh.CONN_ID,
+        "deferrable": deferrable,
+        "poll_interval": rh.POLL,
+        "fail_on_failure": False,
     }
-    dag_run = rh.build_dag("rel_operator_run200", tasks).test()
-    assert rh.ti_states(dag_run) == {name: "success" for name in tasks}
+    dag_run = rh.build_dag("rel_operator_run200", {"scan": ("CodeCheckRunTaskOperator", kwargs)}).test()
+    assert rh.ti_states(dag_run) == {"scan": "success"}
     stats = emu.stats()
-    assert stats["runs"] == {task.task_id: 1 for task in planned}  # the refused call, once
-    assert rh.route_requests(stats, "run") == 2
-    for name, task in zip(tasks, planned, strict=True):
-        assert emu.get_task(task.task_id)["last_exec_id"] == before[task.task_id]  # no scan of ours
-        assert rh.xcom(dag_run, name, "status") == task.status_name
-    rh.record("operator/run refused as running", operators=2, run_requests=2)
+    assert stats["runs"] == {task.task_id: 1}  # the refused call, once
+    assert rh.route_requests(stats, "run") == 1
+    assert emu.get_task(task.task_id)["last_exec_id"] == before  # attached: no scan of ours
+    assert rh.xcom(dag_run, "scan", "status") == task.status_name
+    rh.record(f"operator/run refused as running ({'deferred' if deferrable else 'worker'})", run_requests=1)
