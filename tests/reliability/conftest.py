@@ -19,8 +19,10 @@ _LOADED_AT = time.monotonic()
 def _clean_token_cache() -> Iterator[None]:
     # Hooks and triggers use the process-wide cache; a token left by another test may be from a reset emulator.
     iam.TOKEN_CACHE.clear()
+    iam.CREDENTIAL_MEMO.clear()
     yield
     iam.TOKEN_CACHE.clear()
+    iam.CREDENTIAL_MEMO.clear()
 
 
 @pytest.fixture(autouse=True)
