@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -45,7 +45,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Send:
     request: HttpRequest
-    credential: iam.CredentialKey | None = None
+    credential: iam.CredentialKey | None = field(default=None, repr=False)
     """For AK/SK-signed requests and IAM password requests: the key of ``iam.CREDENTIAL_MEMO`` to consult (probe
     one at a time while not trusted, answer ``iam.Withheld`` instead of sending while rejected) and to teach."""
 

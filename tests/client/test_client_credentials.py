@@ -16,6 +16,7 @@ import cc_client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import iam
+from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.errors import AuthenticationError, TokenExpiredError
 from airflow_provider_codecheck.core.iam import CredentialMemo, TokenCache
 from airflow_provider_codecheck.core.models import TaskStatus
@@ -222,6 +223,14 @@ def test_rejection_message_holds_no_secret(secret_emu):
         text = f"{caught.value} {caught.value!r} {caught.value.message}"
         for secret in (WRONG_SK, h.SECRET_SK):
             assert secret not in text
+    # The memo's keys hold the AK (like a user name) and a digest, never a secret; effects do not show them.
+    from airflow_provider_codecheck.core import flow
+
+    send = flow.Send(
+        flow.build_request(ops.get_task_progress(h.TASK).call, "http://e", settings, None, flow.utc_now()),
+        iam.aksk_key(settings.auth, "http://e"),
+    )
+    assert h.SECRET_AK not in repr(send)
     assert h.SECRET_SK not in repr(iam.CREDENTIAL_MEMO.__dict__)
     assert WRONG_SK not in repr(iam.CREDENTIAL_MEMO.__dict__)
 
