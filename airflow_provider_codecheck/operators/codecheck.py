@@ -130,9 +130,10 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         from airflow_provider_codecheck.core.settings import console_url
-        from airflow_provider_codecheck.results import push_result
+        from airflow_provider_codecheck.results import given_id, push_result
 
         self._validate()  # fail before starting anything
+        self.job_id = given_id(self.job_id)  # a rendered None XCom ("None") means: no job_id
         ti = context["ti"]
         exec_id, stale_until = self._start(ti.try_number) if self.run else (None, None)
         self._exec_id, self._stale_until = exec_id, stale_until

@@ -70,8 +70,9 @@ class CodeCheckTaskSensor(BaseSensorOperator):
     def _execution(self) -> str | None:
         """The execution record to ask progress about (rendered ``exec_id`` / ``job_id``), or None."""
         from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+        from airflow_provider_codecheck.results import given_id
 
-        exec_id, job_id = _given(self.exec_id), _given(self.job_id)
+        exec_id, job_id = given_id(self.exec_id), given_id(self.job_id)
         if exec_id and job_id and exec_id != job_id:
             raise CodeCheckConfigurationError(
                 f"exec_id {exec_id!r} and job_id {job_id!r} name different executions; set one of them"
@@ -168,11 +169,3 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         raise_for_scan(event)
         self.log.info("%s", event["message"])
         return result
-
-
-def _given(value: Any) -> str | None:
-    """A rendered id, or None when absent (None, empty, or the text "None" of a rendered None XCom)."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", "None") else text

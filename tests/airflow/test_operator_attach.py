@@ -117,3 +117,17 @@ def test_operator_retry_inside_the_lag_attaches_instead_of_running_again(emulato
     assert ti_states(dag_run) == {"scan": "success"}
     assert xcom(dag_run, "scan", "task_status") == 2
     assert emulator.stats()["runs"] == {"lag-retry": 2}  # try 1's run, try 2's refused run: nothing resent
+
+
+def test_a_rendered_none_job_id_means_no_job_id(emulator):
+    # "{{ ti.xcom_pull(...) }}" of an XCom that held None renders as the text "None".
+    emulator.add_task(task_id="none-job", duration_s=0.3, final_status=2, running=False)
+    kwargs = {
+        "codecheck_task_id": "none-job",
+        "job_id": "{{ None }}",
+        "poll_interval": 0.1,
+        "deferrable": True,
+    }
+    dag_run = build_dag("operator_job_id_none", {"scan": (OPERATOR, kwargs)}).test()
+    assert ti_states(dag_run) == {"scan": "success"}
+    assert emulator.stats()["runs"] == {"none-job": 1}
