@@ -157,6 +157,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     job_id=self.job_id or exec_id,
                     stale_until=stale_until,
                     cancel_on_kill=self.cancel_on_kill and self._started_scan,
+                    job_id_fallback=self.job_id is None,
                 ),
                 method_name="execute_complete",
                 # A backstop only: the trigger enforces wait_timeout itself and reports it clearly.
@@ -169,6 +170,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             stale_until,
             exec_id,
             self.job_id or exec_id,
+            job_id_fallback=self.job_id is None,
         )
         return self._finish(context, event)
 
