@@ -69,10 +69,15 @@ class CodeCheckRunTaskOperator(BaseOperator):
         starts, without retry (``CodeCheckConfigurationError``). If the scan succeeded but its defect counts
         cannot be read, the verdict XComs are still pushed (``defects`` None) and a task with a gate fails
         without retry; without a gate it succeeds.
-    :param cancel_on_kill: stop the scan this task started when the task is killed.
+    :param cancel_on_kill: stop the scan this task started when the task is killed, if it is still checking. When
+        deferred (Airflow >= 3.3) the trigger stops it only on a real user kill, never when the trigger merely
+        moved to another triggerer; Airflow 2.11 does not tell a deferred task it was killed.
     :param new_run_grace: seconds after ``run`` during which a terminal status not preceded by "checking"
-        is taken to be the previous scan's (the service reports it for a while after a run starts).
-    :param job_id: optional execution-record id for the progress API (templated).
+        is taken to be the previous scan's (the service reports it for a while after a run starts); also how
+        long to look for a "checking" scan after a run whose effect is unknown.
+    :param job_id: optional execution-record id for the progress API (templated). By default the operator asks
+        about its own run (``job_id`` = its ``exec_id``), falling back to the task's latest scan if the service
+        does not know that id. Empty or ``"None"`` means unset.
     """
 
     template_fields: Sequence[str] = (
