@@ -334,9 +334,15 @@ class CodeCheckRunTaskOperator(BaseOperator):
         from airflow_provider_codecheck.core.errors import CodeCheckError
 
         try:
-            progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id or self._exec_id)
+            try:
+                progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id or self._exec_id)
+            except CodeCheckError as error:  # stop unless the scan is known to have ended
+                self.log.warning(
+                    "Could not read CodeArts task %s before stopping it: %s", self.codecheck_task_id, error
+                )
+                progress = None
             fresh = self._stale_until is None or time.time() >= self._stale_until
-            if progress.status.is_terminal and fresh:
+            if progress is not None and progress.status.is_terminal and fresh:
                 self.log.info("CodeArts task %s already ended: nothing to stop", self.codecheck_task_id)
                 return
             self.log.info("Stopping CodeArts task %s", self.codecheck_task_id)

@@ -196,9 +196,19 @@ class CodeCheckTaskTrigger(BaseTrigger):
         hook = CodeCheckHook(self.codecheck_conn_id)
         try:
             async with hook.async_client() as client:
-                progress = await client.get_task_progress(self.codecheck_task_id, self.job_id or self.exec_id)
+                try:
+                    progress = await client.get_task_progress(
+                        self.codecheck_task_id, (self.job_id or self.exec_id) if self._use_job_id else None
+                    )
+                except CodeCheckError as error:  # a real kill: stop unless the scan is known to have ended
+                    self.log.warning(
+                        "Could not read CodeArts task %s before stopping it: %s",
+                        self.codecheck_task_id,
+                        error,
+                    )
+                    progress = None
                 fresh = self.stale_until is None or time.time() >= self.stale_until
-                if progress.status.is_terminal and fresh:
+                if progress is not None and progress.status.is_terminal and fresh:
                     self.log.info(
                         "CodeArts task %s already ended (%s): nothing to stop",
                         self.codecheck_task_id,

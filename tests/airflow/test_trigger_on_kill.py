@@ -92,3 +92,14 @@ def test_trigger_on_kill_stops_only_a_scan_still_checking(emulator, monkeypatch)
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", _Comms(comms_module.TICount(count=0)), raising=False)
     asyncio.run(_trigger("scan-done").on_kill())
     assert emulator.stats()["requests"].get("stop 200") is None
+
+
+@needs_sdk
+def test_trigger_on_kill_still_stops_when_the_progress_read_fails(emulator, monkeypatch):
+    # A real kill, but progress cannot be read (here: a job_id the service does not know): stop anyway.
+    emulator.add_task(task_id="scan-k3", duration_s=60, final_status=2, running=True)
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", _Comms(comms_module.TICount(count=0)), raising=False)
+    trigger = _trigger("scan-k3")
+    trigger.job_id = trigger.exec_id = "ghost"
+    asyncio.run(trigger.on_kill())
+    assert emulator.get_task("scan-k3")["task_status"] == 3
