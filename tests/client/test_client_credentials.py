@@ -83,10 +83,8 @@ def test_revoked_tokens_are_renewed_once_through_the_process_wide_cache(emu, tra
     assert stats["requests"] == {"iam 201": 2, "progress 200": 2, "progress 401": 1}
 
 
-def test_revoked_token_under_20_threads_costs_one_iam_call(emu):
-    settings = h.password_settings(emu)
-    h.invoke("sync", settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
-    emu.revoke_tokens()
+def _progress_from_20_threads(settings) -> list[object]:
+    """Read progress from 20 threads released at once (each its own client); the statuses or the errors."""
     barrier = threading.Barrier(20)
     results: list[object] = []
 
@@ -105,6 +103,14 @@ def test_revoked_token_under_20_threads_costs_one_iam_call(emu):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    return results
+
+
+def test_revoked_token_under_20_threads_costs_one_iam_call(emu):
+    settings = h.password_settings(emu)
+    h.invoke("sync", settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
+    emu.revoke_tokens()
+    results = _progress_from_20_threads(settings)
     assert results == [TaskStatus.SUCCESS] * 20
     assert emu.stats()["iam_tokens_issued"] == 2
 
@@ -133,24 +139,7 @@ def _wrong_sk(emu, sk: str = WRONG_SK):
 
 def test_rejected_aksk_across_20_threads_costs_one_failed_signature(emu):
     settings = _wrong_sk(emu)
-    barrier = threading.Barrier(20)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        client = SyncClient(settings, h.FAST)
-        try:
-            barrier.wait(timeout=30)
-            client.get_task_progress(h.TASK)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=work) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = _progress_from_20_threads(settings)
     assert len(errors) == 20
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
     assert {error.error_code for error in errors} == {"APIGW.0301"}
@@ -240,24 +229,7 @@ def test_rejection_message_holds_no_secret(secret_emu):
 
 def test_wrong_password_across_20_threads_costs_one_iam_call(emu):
     settings = h.password_settings(emu, password="not-the-password")
-    barrier = threading.Barrier(20)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        client = SyncClient(settings, h.FAST)
-        try:
-            barrier.wait(timeout=30)
-            client.get_task_progress(h.TASK)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=work) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = _progress_from_20_threads(settings)
     assert len(errors) == 20
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
     assert sum("not sent again" in str(error) for error in errors) == 19
