@@ -42,11 +42,13 @@ def test_history_lists_finished_scans_newest_first(clocked: tuple[Api, ManualClo
     assert newest["issue_counts"] == {"critical": 0, "serious": 4, "normal": 0, "prompt": 2}
     assert body["data"][1]["issue_counts"]["critical"] == 1
     for record in body["data"]:
-        assert record["check_time"].endswith("Z") and record["check_end_time"] >= record["check_time"]
+        assert record["check_time"].endswith("Z")
+        assert record["check_end_time"] >= record["check_time"]
     # the execution's own status stays readable by job_id
     assert api.get(f"/v2/tasks/h1/progress?job_id={second_id}").json()["task_status"] == 1
     summary = api.get(f"/v2/tasks/h1/defects-summary?job_id={second_id}").json()
-    assert summary["is_access"] == "1" and summary["major_count"] == "4"
+    assert summary["is_access"] == "1"
+    assert summary["major_count"] == "4"
 
 
 def test_commit_is_not_a_run_call(clocked: tuple[Api, ManualClock]) -> None:
@@ -55,7 +57,8 @@ def test_commit_is_not_a_run_call(clocked: tuple[Api, ManualClock]) -> None:
     commit(api, "h2")
     clock.advance(1)
     task = api.get("/_emulator/tasks/h2").json()
-    assert task["runs"] == 0 and task["executions"][0]["origin"] == "commit"
+    assert task["runs"] == 0
+    assert task["executions"][0]["origin"] == "commit"
     assert api.progress("h2")["task_status"] == 2
 
 
@@ -83,10 +86,13 @@ def test_filters_and_paging(clocked: tuple[Api, ManualClock]) -> None:
     assert [r["job_id"] for r in until] == ids[1::-1]
     assert records(api, "h4")["total"] == 3  # default limit 10
     page = records(api, "h4", limit=2, offset=1)
-    assert page["total"] == 3 and [r["job_id"] for r in page["data"]] == [ids[0]]
+    assert page["total"] == 3
+    assert [r["job_id"] for r in page["data"]] == [ids[0]]
 
 
-@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 1001}, {"offset": -1}, {"start_time": "yesterday"}])
+@pytest.mark.parametrize(
+    "query", [{"limit": 0}, {"limit": 1001}, {"offset": -1}, {"start_time": "yesterday"}]
+)
 def test_bad_parameters_get_the_documented_code(clocked: tuple[Api, ManualClock], query: dict) -> None:
     api, _ = clocked
     api.post("/_emulator/tasks", json={"task_id": "h5"})
@@ -109,7 +115,8 @@ def test_schedule_starts_scans_on_the_emulator_clock(clocked: tuple[Api, ManualC
     api, clock = clocked
     api.post("/_emulator/tasks", json={"task_id": "h6", "duration_s": 30, "schedule_s": 100})
     clock.advance(99)
-    assert records(api, "h6")["total"] == 0 and api.progress("h6")["task_status"] is None
+    assert records(api, "h6")["total"] == 0
+    assert api.progress("h6")["task_status"] is None
     clock.advance(1)
     assert api.progress("h6")["task_status"] == 0
     clock.advance(320)  # scans at 100, 200, 300, 400; the one at 400 runs until 430
