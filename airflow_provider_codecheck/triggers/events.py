@@ -99,7 +99,7 @@ class CodeCheckScanEventTrigger(_EventTriggerBase):
         if not EVENT_TRIGGERS_SUPPORTED:
             raise RuntimeError(
                 "CodeCheckScanEventTrigger needs Airflow >= 3.0 (BaseEventTrigger, AssetWatcher); this Airflow "
-                "has no event-driven scheduling. On Airflow 2 use CodeCheckScanSensor on a schedule instead."
+                "has no event-driven scheduling. On Airflow 2 use CodeCheckTaskSensor on a schedule instead."
             )
         super().__init__()
         self.codecheck_task_id = codecheck_task_id
