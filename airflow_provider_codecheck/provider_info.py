@@ -34,7 +34,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Huawei Cloud CodeArts Check",
-                "python-modules": ["airflow_provider_codecheck.triggers.codecheck"],
+                "python-modules": [
+                    "airflow_provider_codecheck.triggers.codecheck",
+                    "airflow_provider_codecheck.triggers.events",
+                ],
             }
         ],
         "sensors": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -82,3 +83,42 @@ class IamToken:
     expires_at: float
     """Expiry as a Unix timestamp."""
     issued_at: float
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One finished scan from ``GET /v2/{project_id}/tasks/{task_id}/checkrecord`` (the task's scan history).
+
+    ``job_id`` is the execution id (the run API's ``exec_id``); the docs send it for quality-gate scans and
+    not for version-level ones. ``issue_counts`` uses the record's own names: critical, serious, normal, prompt.
+    """
+
+    job_id: str | None
+    check_time: str | None
+    """When the scan started, as the service wrote it (UTC ``yyyy-MM-ddTHH:mm:ssZ``)."""
+    check_end_time: str | None
+    issue_counts: dict[str, int]
+    started: datetime | None
+    """``check_time`` parsed (aware, UTC), or None when absent or unreadable."""
+    ended: datetime | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def scan_id(self) -> str | None:
+        """Stable identity of the scan: ``job:<job_id>``, else ``start:<check_time>`` (None: neither given).
+
+        The execution id is unique per execution (the docs); without it, the start time is fixed once the scan
+        started, and a task runs one scan at a time (a second run is refused with CC.00050015).
+        """
+        if self.job_id:
+            return f"job:{self.job_id}"
+        if self.check_time:
+            return f"start:{self.check_time}"
+        return None
+
+
+@dataclass(frozen=True)
+class CheckRecordPage:
+    records: list[CheckRecord]
+    total: int | None
+    """What the service says the filter matched (may exceed ``len(records)``: more pages)."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 from airflow_provider_codecheck.core.errors import InvalidResponseError, InvalidTaskIdError
 from airflow_provider_codecheck.core.http import ApiCall, quote_path_param
 from airflow_provider_codecheck.core.models import (
     SEVERITIES,
+    CheckRecord,
+    CheckRecordPage,
     DefectStatistic,
     DefectSummary,
     RunResult,
@@ -176,3 +179,123 @@ def get_defects_summary(task_id: str) -> Operation[DefectSummary]:
 def get_defects_statistic(task_id: str) -> Operation[DefectStatistic]:
     call = ApiCall("GET", _task_path(task_id, "defects-statistic"))
     return Operation("get_defects_statistic", call, parse_defects_statistic)
+
+
+# --- scan history (the event trigger) -------------------------------------------------------------------
+
+CHECK_RECORD_MAX_LIMIT = 1000
+"""The CheckRecord pages: ``limit`` 1-1000."""
+CHECK_RECORD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""The CheckRecord pages: UTC ``yyyy-MM-ddTHH:mm:ssZ`` (filters and record times)."""
+_LEGACY_TIME_FORMATS = (CHECK_RECORD_TIME_FORMAT, "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ")
+ISSUE_COUNT_NAMES = ("critical", "serious", "normal", "prompt")
+"""CheckRecordIssueCountsInfo: critical, serious (major), normal (minor), prompt (suggestion)."""
+
+
+def validate_project_id(project_id: object) -> str:
+    """The CodeArts project UUID in ``/v2/{project_id}/...``: the same path-safety rules as a task id."""
+    if not isinstance(project_id, str) or not project_id:
+        raise InvalidTaskIdError(
+            "the CodeArts project id is not set: put the 32-character CodeArts project UUID in the "
+            "connection extra 'project_id' (the scan history API needs it)"
+        )
+    try:
+        return validate_task_id(project_id)
+    except InvalidTaskIdError as error:
+        raise InvalidTaskIdError(str(error).replace("task id", "project id")) from None
+
+
+def parse_service_time(value: Any) -> datetime | None:
+    """A time as the service writes it (UTC ``yyyy-MM-ddTHH:mm:ssZ``; older pages ``yyyy-MM-dd HH:mm:ss``)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    for fmt in _LEGACY_TIME_FORMATS:
+        try:
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def format_service_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime(CHECK_RECORD_TIME_FORMAT)
+
+
+def _parse_check_record(item: Any) -> CheckRecord:
+    if not isinstance(item, dict):
+        raise InvalidResponseError(f"checkrecord data item is a {type(item).__name__}, expected an object")
+    counts = item.get("issue_counts") or {}
+    if not isinstance(counts, dict):
+        raise InvalidResponseError("checkrecord issue_counts is not an object")
+    # The current page says job_id; the 2025-08 intl/zh-cn page spells it jobId.
+    job_id = item.get("job_id", item.get("jobId"))
+    check_time = _optional_str(item.get("check_time"))
+    check_end_time = _optional_str(item.get("check_end_time"))
+    return CheckRecord(
+        job_id=str(job_id) if job_id not in (None, "") and not isinstance(job_id, (dict, list)) else None,
+        check_time=check_time,
+        check_end_time=check_end_time,
+        issue_counts={
+            name: _count(counts.get(name, 0) or 0, f"issue_counts.{name}") for name in ISSUE_COUNT_NAMES
+        },
+        started=parse_service_time(check_time),
+        ended=parse_service_time(check_end_time),
+        raw=item,
+    )
+
+
+def parse_check_records(body: Any) -> CheckRecordPage:
+    data = require_dict(body, "checkrecord")
+    items = data.get("data")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise InvalidResponseError("checkrecord data is not a list")
+    total = data.get("total")
+    return CheckRecordPage(
+        records=[_parse_check_record(item) for item in items],
+        total=None if total is None else _count(total, "total"),
+    )
+
+
+def list_check_records(
+    project_id: str,
+    task_id: str,
+    start_time: datetime | None = None,
+    end_time: datetime | None = None,
+    limit: int = CHECK_RECORD_MAX_LIMIT,
+    offset: int = 0,
+) -> Operation[CheckRecordPage]:
+    """``GET /v2/{project_id}/tasks/{task_id}/checkrecord``: finished scans, filtered by start (``start_time``)
+    and end (``end_time``). ``offset`` is sent as given (the pages disagree on page index vs. item offset)."""
+    if not 1 <= limit <= CHECK_RECORD_MAX_LIMIT:
+        raise ValueError(f"limit must be 1-{CHECK_RECORD_MAX_LIMIT}")
+    query: list[tuple[str, str]] = [("limit", str(limit)), ("offset", str(offset))]
+    if start_time is not None:
+        query.append(("start_time", format_service_time(start_time)))
+    if end_time is not None:
+        query.append(("end_time", format_service_time(end_time)))
+    path = (
+        f"/v2/{quote_path_param(validate_project_id(project_id))}"
+        f"/tasks/{quote_path_param(validate_task_id(task_id))}/checkrecord"
+    )
+    return Operation("list_check_records", ApiCall("GET", path, tuple(query)), parse_check_records)
+
+
+def get_scan_summary(task_id: str, job_id: str) -> Operation[DefectSummary]:
+    """``GET /v2/tasks/{task_id}/defects-summary?job_id=...``: the summary of one execution (ShowTaskDetailV2
+    lists ``job_id``); its ``raw`` holds ``is_access``, ``risk_coefficient`` and the times."""
+    call = ApiCall("GET", _task_path(task_id, "defects-summary"), (("job_id", job_id),))
+    return Operation("get_scan_summary", call, parse_defects_summary)
+
+
+def parse_gate_verdict(value: Any) -> bool | None:
+    """``is_access`` of the defects summary ("gate passed?", a string): True/False, None when absent or odd."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    if text in ("1", "true", "yes", "pass", "passed"):
+        return True
+    if text in ("0", "false", "no", "fail", "failed"):
+        return False
+    return None

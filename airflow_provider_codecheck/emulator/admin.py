@@ -2,6 +2,8 @@
 
 * ``POST /_emulator/tasks``          task spec → 201 task JSON (creates or replaces)
 * ``GET  /_emulator/tasks/{id}``     → task JSON (status, progress, last_exec_id, runs) or 404
+* ``POST /_emulator/tasks/{id}/commit`` ``{"duration_s"?, "final_status"?, "defects"?}`` → 201 ``{"exec_id",
+  "task"}``: a scan started outside the API ("a commit started a scan"); 404 unknown task, 409 while running
 * ``POST /_emulator/faults``         ``{"seed": 42, "faults": [...]}`` → replaces the global fault plan
 * ``POST /_emulator/reset``          clears tasks, faults, tokens and stats
 * ``POST /_emulator/tokens``         ``{"lifetime_s": 3600}`` → 201 ``{"token": ...}``
@@ -55,6 +57,17 @@ def add_admin_routes(app: web.Application, key: web.AppKey[EmulatorService]) -> 
         if task is None:
             return web.json_response({"error_code": "EMULATOR.404", "error_msg": "no such task"}, status=404)
         return web.json_response(svc.task_json(task))
+
+    async def commit(request: web.Request) -> web.Response:
+        try:
+            answer = service(request).commit(request.match_info["task_id"], await _json_object(request))
+        except KeyError:
+            return web.json_response({"error_code": "EMULATOR.404", "error_msg": "no such task"}, status=404)
+        except SpecError as err:
+            return web.json_response({"error_code": "EMULATOR.409", "error_msg": str(err)}, status=409)
+        except ValueError as err:
+            return _bad_request(str(err))
+        return web.json_response(answer, status=201)
 
     async def set_faults(request: web.Request) -> web.Response:
         try:
@@ -125,6 +138,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[EmulatorService]) -> 
     router = app.router
     router.add_post("/_emulator/tasks", put_task)
     router.add_get("/_emulator/tasks/{task_id}", get_task)
+    router.add_post("/_emulator/tasks/{task_id}/commit", commit)
     router.add_post("/_emulator/faults", set_faults)
     router.add_post("/_emulator/reset", reset)
     router.add_post("/_emulator/tokens", issue_token)

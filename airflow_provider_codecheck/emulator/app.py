@@ -15,6 +15,7 @@ import struct
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -336,6 +337,79 @@ def defects_summary(service: EmulatorService, task: Task, request: web.Request, 
     return Reply(200, summary)
 
 
+# CheckRecord [API CheckRecord.html / codecheck_api_1008.html]: filter values and record times are UTC
+# "yyyy-MM-ddTHH:mm:ssZ"; limit 1-1000 (default 10); offset 0-999999 (default 0), described as "page number,
+# like page_num" by the current pages (older pages: "offset for pagination").
+CHECK_RECORD_MAX_LIMIT = 1000
+CHECK_RECORD_DEFAULT_LIMIT = 10
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
+def _query_time(request: web.Request, name: str) -> datetime | bool | None:
+    """The parsed filter time, None when absent, False when malformed."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return datetime.strptime(raw, SUMMARY_TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return False
+
+
+PARAMETERS_NOT_VALID = {"error_code": "CC.00050000", "error_msg": "parameters not valid"}
+
+
+def check_records(service: EmulatorService, task: Task, request: web.Request, body: bytes) -> Reply:
+    """Finished executions, newest first: ``{"data": [{job_id, check_time, check_end_time, issue_counts}],
+    "total"}``. ``start_time`` filters on the scan's start, ``end_time`` on its end (default now)."""
+    now = service.clock()
+    limit = _query_int(request, "limit", CHECK_RECORD_DEFAULT_LIMIT, 1, CHECK_RECORD_MAX_LIMIT)
+    page = _query_int(request, "offset", 0, 0, 999_999)
+    start = _query_time(request, "start_time")
+    end = _query_time(request, "end_time")
+    if limit is None or page is None or start is False or end is False:
+        return Reply(200, dict(PARAMETERS_NOT_VALID))  # the documented CC.00050000 (HTTP 200)
+    records = []
+    for scan in task.finished_scans(now):
+        finished = scan.finished_at(now)
+        assert finished is not None
+        started_wall = service.wall_time_of(scan.started_at).replace(microsecond=0)
+        ended_wall = service.wall_time_of(finished).replace(microsecond=0)
+        if isinstance(start, datetime) and started_wall < start:
+            continue
+        if isinstance(end, datetime) and ended_wall > end:
+            continue
+        records.append(
+            (
+                scan.started_at,
+                {
+                    "job_id": scan.exec_id,
+                    "check_time": started_wall.strftime(SUMMARY_TIME_FORMAT),
+                    "check_end_time": ended_wall.strftime(SUMMARY_TIME_FORMAT),
+                    "issue_counts": {
+                        "critical": scan.defects["critical"],
+                        "serious": scan.defects["major"],
+                        "normal": scan.defects["minor"],
+                        "prompt": scan.defects["suggestion"],
+                    },
+                },
+            )
+        )
+    records.sort(key=lambda item: item[0], reverse=True)
+    window = records[page * limit : (page + 1) * limit]
+    return Reply(200, {"data": [record for _, record in window], "total": len(records)})
+
+
 def defects_statistic(service: EmulatorService, task: Task, request: web.Request, body: bytes) -> Reply:
     unresolved = sum(task.defects.values())
     return Reply(
@@ -402,6 +476,11 @@ def build_app(service: EmulatorService) -> web.Application:
         f"{tasks}/defects-statistic",
         codearts_route("defects_statistic", defects_statistic),
         name="defects_statistic",
+    )
+    router.add_get(
+        "/v2/{project_id}/tasks/{task_id}/checkrecord",
+        codearts_route("checkrecord", check_records),
+        name="checkrecord",
     )
     router.add_post("/v3/auth/tokens", iam_tokens, name="iam")
     add_admin_routes(app, SERVICE)

@@ -15,7 +15,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-CODEARTS_ROUTES = frozenset({"progress", "run", "stop", "defects_summary", "defects_statistic"})
+CODEARTS_ROUTES = frozenset(
+    {"progress", "run", "stop", "defects_summary", "defects_statistic", "checkrecord"}
+)
 ALL_ROUTES = CODEARTS_ROUTES | {"iam"}
 
 TRANSIENT_KINDS = frozenset(

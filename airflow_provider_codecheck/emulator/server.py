@@ -241,6 +241,12 @@ class EmulatorServer:
 
         return self.call(read)
 
+    def commit(self, task_id: str, **spec: Any) -> str:
+        """ "A commit started a scan" (no run call); returns its exec id. ``spec``: duration_s, final_status,
+        defects."""
+        answer: dict[str, Any] = self.call(lambda service: service.commit(task_id, spec))
+        return str(answer["exec_id"])
+
     def set_faults(self, faults: list[dict[str, Any]], seed: int | None = None) -> None:
         self.call(lambda service: service.set_faults(faults, seed))
 

@@ -19,7 +19,15 @@ from airflow_provider_codecheck.emulator.faults import (
     FaultSpecError,
 )
 from airflow_provider_codecheck.emulator.quota import Quota
-from airflow_provider_codecheck.emulator.state import SUCCEEDED, Task, TaskRegistry, terminal_progress
+from airflow_provider_codecheck.emulator.state import (
+    SEVERITIES,
+    SUCCEEDED,
+    TERMINAL,
+    SpecError,
+    Task,
+    TaskRegistry,
+    terminal_progress,
+)
 from airflow_provider_codecheck.emulator.stats import Stats
 
 
@@ -65,6 +73,44 @@ class EmulatorService:
 
     def task_json(self, task: Task) -> dict[str, Any]:
         return {**task.to_admin_json(self.clock()), "runs": self.stats.runs.get(task.task_id, 0)}
+
+    def commit(self, task_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """ "A commit started a scan": a scan not started through the API (no run call, not in ``runs``).
+
+        ``spec``: optional ``duration_s``, ``final_status`` (1/2/3) and ``defects`` for this scan. Raises
+        KeyError for an unknown task and SpecError for a bad spec or while a scan is running.
+        """
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        unknown = sorted(set(spec) - {"duration_s", "final_status", "defects"})
+        if unknown:
+            raise SpecError(f"unknown commit keys {unknown}; known: duration_s, final_status, defects")
+        duration = spec.get("duration_s")
+        if duration is not None and (
+            isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
+        ):
+            raise SpecError("duration_s must be a non-negative number")
+        final_status = spec.get("final_status")
+        if final_status is not None and final_status not in TERMINAL:
+            raise SpecError("final_status must be 1 (failed), 2 (success) or 3 (stopped)")
+        defects = spec.get("defects")
+        if defects is not None and (
+            not isinstance(defects, dict)
+            or any(not isinstance(defects.get(n, 0), int) or defects.get(n, 0) < 0 for n in SEVERITIES)
+        ):
+            raise SpecError("defects must map critical/major/minor/suggestion to non-negative integers")
+        now = self.clock()
+        if task.is_running(now):
+            raise SpecError("a scan of this task is running (the service refuses a second one)")
+        scan = task.start_scan(
+            now,
+            duration_s=None if duration is None else float(duration),
+            final_status=final_status,
+            defects=defects,
+            origin="commit",
+        )
+        return {"exec_id": scan.exec_id, "task": self.task_json(task)}
 
     def set_faults(self, specs: list[Any], seed: int | None = None) -> None:
         self.global_faults = FaultPlan(specs, self.config.seed if seed is None else seed)

@@ -67,6 +67,10 @@ class Scan:
     # What progress showed before this scan; reported again during the lag.
     previous: Progress
     stopped_at: float | None = None
+    # The task's defect counts when this scan started (its check record's issue counts).
+    defects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+    # What started it: "run" (the API), "commit" (admin call) or "schedule" (the task's schedule_s).
+    origin: str = "run"
 
     def ends_at(self) -> float:
         return self.started_at + self.lag_s + self.duration_s
@@ -103,6 +107,8 @@ class Scan:
             "started_at": self.started_at,
             "stopped": self.stopped_at is not None,
             "running": self.is_running(now),
+            "origin": self.origin,
+            "finished_at": self.finished_at(now),
             **self.execution_progress(now).to_json(),
         }
 
@@ -138,6 +144,10 @@ class Task:
     # Progress shown before the first scan; None = never checked.
     initial: Progress = NEVER_RUN
     faults: list[dict[str, Any]] = field(default_factory=list)
+    # Scans started by the emulator itself every ``schedule_s`` seconds of its clock (None: never), like a
+    # CodeArts execution plan; the first one ``schedule_s`` after the task was created.
+    schedule_s: float | None = None
+    next_scheduled: float | None = None
     scan: Scan | None = None
     # Every execution record of this task, oldest first (exec_id -> scan); ``scan`` is the latest.
     executions: dict[str, Scan] = field(default_factory=dict)
@@ -145,7 +155,7 @@ class Task:
 
     SPEC_KEYS = frozenset(
         {"task_id", "duration_s", "final_status", "running", "lag_s", "defects", "faults", "initial_status"}
-        | {"task_name", "git_url", "git_branch"}
+        | {"task_name", "git_url", "git_branch", "schedule_s"}
     )
 
     @classmethod
@@ -170,6 +180,11 @@ class Task:
         faults = spec.get("faults") or []
         if not isinstance(faults, list):
             raise SpecError("faults must be a list")
+        schedule_s = spec.get("schedule_s")
+        if schedule_s is not None and (
+            isinstance(schedule_s, bool) or not isinstance(schedule_s, (int, float)) or schedule_s <= 0
+        ):
+            raise SpecError("schedule_s must be a positive number (or null: no schedule)")
         return cls(
             task_id=task_id,
             duration_s=_number(spec, "duration_s", defaults.TASK_DURATION_S),
@@ -183,6 +198,7 @@ class Task:
             git_branch=str(spec.get("git_branch") or "master"),
             initial=NEVER_RUN if initial_status is None else terminal_progress(initial_status),
             faults=faults,
+            schedule_s=None if schedule_s is None else float(schedule_s),
         )
 
     def is_running(self, now: float) -> bool:
@@ -191,18 +207,48 @@ class Task:
     def progress(self, now: float) -> Progress:
         return self.scan.progress(now) if self.scan else self.initial
 
-    def start_scan(self, now: float) -> Scan:
-        """Start a scan; the caller has checked that none is running."""
+    def start_scan(
+        self,
+        now: float,
+        *,
+        duration_s: float | None = None,
+        final_status: int | None = None,
+        defects: dict[str, int] | None = None,
+        origin: str = "run",
+    ) -> Scan:
+        """Start a scan; the caller has checked that none is running.
+
+        ``duration_s``/``final_status``/``defects`` override the task's for this scan only; ``defects`` also
+        become the task's counts from now on (what the defects summary reports).
+        """
+        if defects is not None:
+            self.defects = {name: int(defects.get(name, 0)) for name in SEVERITIES}
         self.scan = Scan(
             exec_id=uuid.uuid4().hex,
             started_at=now,
             lag_s=self.lag_s,
-            duration_s=self.duration_s,
-            final_status=self.final_status,
+            duration_s=self.duration_s if duration_s is None else duration_s,
+            final_status=self.final_status if final_status is None else final_status,
             previous=self.progress(now),
+            defects=dict(self.defects),
+            origin=origin,
         )
         self.executions[self.scan.exec_id] = self.scan
         return self.scan
+
+    def catch_up(self, now: float) -> None:
+        """Start the scheduled scans due by ``now``, each at its own moment (skipped while one is running)."""
+        if self.schedule_s is None or self.next_scheduled is None:
+            return
+        while self.next_scheduled <= now:
+            moment = self.next_scheduled
+            if not self.is_running(moment):
+                self.start_scan(moment, origin="schedule")
+            self.next_scheduled = moment + self.schedule_s
+
+    def finished_scans(self, now: float) -> list[Scan]:
+        """Executions that have ended by ``now`` (succeeded, failed or stopped), oldest start first."""
+        return [scan for scan in self.executions.values() if scan.finished_at(now) is not None]
 
     def stop_scan(self, now: float) -> bool:
         if self.scan is None or not self.scan.is_running(now):
@@ -220,6 +266,7 @@ class Task:
             "faults": self.faults,
             "running": self.is_running(now),
             "last_exec_id": self.scan.exec_id if self.scan else None,
+            "schedule_s": self.schedule_s,
             "executions": [scan.to_admin_json(now) for scan in self.executions.values()],
             **self.progress(now).to_json(),
         }
@@ -235,12 +282,17 @@ class TaskRegistry:
 
     def put(self, task: Task, running: bool = False) -> Task:
         self.tasks[task.task_id] = task
+        if task.schedule_s is not None:
+            task.next_scheduled = self.now() + task.schedule_s
         if running:
             task.start_scan(self.now())
         return task
 
     def get(self, task_id: str) -> Task | None:
-        return self.tasks.get(task_id)
+        task = self.tasks.get(task_id)
+        if task is not None:
+            task.catch_up(self.now())
+        return task
 
     def clear(self) -> None:
         self.tasks.clear()
