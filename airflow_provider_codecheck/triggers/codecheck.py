@@ -259,3 +259,9 @@ def decide_stop_on_kill(cancel_on_kill: bool, still_deferred: bool | None) -> tu
     if still_deferred:
         return False, "the task instance is still deferred: the trigger moved to another triggerer"
     return True, "the Airflow task was killed"
+
+
+# The event-driven trigger (AssetWatcher) lives in its own module; importable from here as well.
+from airflow_provider_codecheck.triggers.events import CodeCheckScanEventTrigger  # noqa: E402
+
+__all__ = ["CodeCheckScanEventTrigger", "CodeCheckTaskTrigger", "decide_stop_on_kill"]
