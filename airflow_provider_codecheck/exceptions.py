@@ -30,6 +30,11 @@ class CodeCheckQualityGateFailed(AirflowFailException):
     """The scan succeeded but a defect count exceeded the operator's ``quality_gate``."""
 
 
+class CodeCheckServiceGateFailed(AirflowFailException):
+    """The scan succeeded but the quality gate configured on the task in CodeArts failed it (``is_access``
+    false); raised only by an operator with ``fail_on_service_gate=True``. Fails without retry."""
+
+
 class CodeCheckConfigurationError(AirflowFailException, ValueError):
     """A task parameter is invalid (quality gate, poll interval, wait timeout, task id). Fails without retry:
     retrying cannot fix a configuration."""
@@ -54,6 +59,7 @@ __all__ = [
     "CodeCheckError",
     "CodeCheckQualityGateFailed",
     "CodeCheckScanFailed",
+    "CodeCheckServiceGateFailed",
     "CodeCheckWaitAborted",
     "CodeCheckWaitError",
     "ConnectionConfigError",

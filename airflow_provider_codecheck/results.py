@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow_provider_codecheck.core.models import SEVERITIES
+from airflow_provider_codecheck.core.models import SEVERITIES, DefectSummary
+from airflow_provider_codecheck.core.operations import SCAN_SUMMARY_KEYS, scan_summary_fields
 from airflow_provider_codecheck.core.waiting import validate_event
 from airflow_provider_codecheck.exceptions import (
     CodeCheckConfigurationError,
@@ -14,8 +15,20 @@ from airflow_provider_codecheck.exceptions import (
     CodeCheckWaitError,
 )
 
-# Keys pushed to XCom by the sensor and the operator (the return value holds the same dict).
-XCOM_KEYS = ("codecheck_task_id", "exec_id", "task_status", "status", "ratio", "info", "defects")
+# Keys pushed to XCom by the sensor and the operator (the return value holds the same dict). The last five
+# come from the execution's defects summary, read after a successful scan (None otherwise, or if unreadable):
+# is_access (bool: the verdict of the quality gate configured on the task in CodeArts), issue_count (int),
+# code_quality (float), risk_coefficient (float), last_check_time (str, UTC yyyy-MM-ddTHH:mm:ssZ).
+XCOM_KEYS = (
+    "codecheck_task_id",
+    "exec_id",
+    "task_status",
+    "status",
+    "ratio",
+    "info",
+    "defects",
+    *SCAN_SUMMARY_KEYS,
+)
 
 
 def given_id(value: Any) -> str | None:
@@ -33,7 +46,9 @@ def checked_event(event: Any) -> dict[str, Any]:
         raise CodeCheckWaitError(f"CodeArts Check wait returned an invalid event: {error}") from None
 
 
-def result_of(event: dict[str, Any], defects: dict[str, int] | None = None) -> dict[str, Any]:
+def result_of(
+    event: dict[str, Any], defects: dict[str, int] | None = None, summary: DefectSummary | None = None
+) -> dict[str, Any]:
     return {
         "codecheck_task_id": event["codecheck_task_id"],
         "exec_id": event.get("exec_id"),
@@ -42,6 +57,7 @@ def result_of(event: dict[str, Any], defects: dict[str, int] | None = None) -> d
         "ratio": event.get("ratio"),
         "info": event.get("info"),
         "defects": defects,
+        **scan_summary_fields(summary),
     }
 
 

@@ -289,6 +289,37 @@ def get_scan_summary(task_id: str, job_id: str) -> Operation[DefectSummary]:
     return Operation("get_scan_summary", call, parse_defects_summary)
 
 
+def parse_number(value: Any) -> float | None:
+    """A number the service may send as a JSON number or a string; None when absent or not a number."""
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+SCAN_SUMMARY_KEYS = ("is_access", "issue_count", "code_quality", "risk_coefficient", "last_check_time")
+"""The defects-summary fields the operator and the sensor report (XCom keys of the same names)."""
+
+
+def scan_summary_fields(summary: DefectSummary | None) -> dict[str, Any]:
+    """``SCAN_SUMMARY_KEYS`` read from a defects summary, all None without one (not read, or unreadable).
+
+    ``is_access`` is the verdict of the quality gate configured on the task in CodeArts (True passed, False
+    failed, None when the service gave none or an undocumented value); ``code_quality`` and
+    ``risk_coefficient`` are floats; ``last_check_time`` is the service's text (UTC ``yyyy-MM-ddTHH:mm:ssZ``).
+    """
+    if summary is None:
+        return dict.fromkeys(SCAN_SUMMARY_KEYS)
+    raw = summary.raw
+    return {
+        "is_access": parse_gate_verdict(raw.get("is_access")),
+        "issue_count": summary.issue_count,
+        "code_quality": summary.code_quality,
+        "risk_coefficient": parse_number(raw.get("risk_coefficient")),
+        "last_check_time": _optional_str(raw.get("last_check_time")),
+    }
+
+
 def parse_gate_verdict(value: Any) -> bool | None:
     """``is_access`` of the defects summary ("gate passed?", a string): True/False, None when absent or odd."""
     if isinstance(value, bool):

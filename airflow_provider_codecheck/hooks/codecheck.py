@@ -120,6 +120,15 @@ class CodeCheckHook(BaseHook):
     def get_defects_statistic(self, task_id: str) -> DefectStatistic:
         return self.client.get_defects_statistic(task_id)
 
+    def get_scan_summary(self, task_id: str, job_id: str | None = None) -> DefectSummary:
+        """The defects summary of one execution (``?job_id=``), or the task's latest when ``job_id`` is None.
+
+        Its ``raw`` holds ``is_access``, the verdict of the quality gate configured on the task in CodeArts.
+        """
+        if job_id:
+            return self.client.execute(ops.get_scan_summary(task_id, job_id))
+        return self.client.get_defects_summary(task_id)
+
     def test_connection(self) -> tuple[bool, str]:
         """Prove the credentials with a read of a task that does not exist: no scan is started or changed.
 

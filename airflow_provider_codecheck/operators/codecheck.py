@@ -16,6 +16,7 @@ from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 # Every DAG file that uses the operator imports this module when it is parsed: the hook, the clients and
 # the result handling are imported when a task runs, not here.
 if TYPE_CHECKING:
+    from airflow_provider_codecheck.core.models import DefectSummary
     from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
 # A CodeArts check lasts at most 12 hours: a longer default wait only hides a stuck wait.
@@ -46,7 +47,13 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     Returns, and pushes to XCom key by key: ``codecheck_task_id``, ``exec_id``, ``task_status`` (0-3),
     ``status`` (``success``, ``failed``, ``stopped``; ``started`` when not waiting), ``ratio`` (percent),
-    ``info``, ``defects`` (counts by severity after a successful scan; None if they could not be read).
+    ``info``, ``defects`` (counts by severity after a successful scan; None if they could not be read), and,
+    from the defects summary of this execution (``defects-summary?job_id=``; the task's latest summary when
+    the execution is not known), read after a successful scan only: ``is_access`` (bool, the verdict of the
+    quality gate configured on the task in CodeArts: True passed, False failed), ``issue_count`` (int),
+    ``code_quality`` (float), ``risk_coefficient`` (float), ``last_check_time`` (str, UTC
+    ``yyyy-MM-ddTHH:mm:ssZ``). These five are None after a failed or stopped scan (an unfinished analysis has
+    no meaningful gate verdict), when the service gave no value, or when the summary could not be read.
     ``console_url`` and ``exec_id`` are pushed as soon as the scan starts, before any waiting; ``exec_id`` is None
     when the operator attached to a scan it did not start itself (see ``run``).
 
@@ -69,6 +76,11 @@ class CodeCheckRunTaskOperator(BaseOperator):
         starts, without retry (``CodeCheckConfigurationError``). If the scan succeeded but its defect counts
         cannot be read, the verdict XComs are still pushed (``defects`` None) and a task with a gate fails
         without retry; without a gate it succeeds.
+    :param fail_on_service_gate: fail the task (``CodeCheckServiceGateFailed``, without retry, after the XCom is
+        pushed) when the quality gate configured on the task in CodeArts failed a successful scan
+        (``is_access`` false). An unknown verdict (the service gave none) only logs a warning. If the summary
+        cannot be read (after the client's retries), the verdict XComs are still pushed (the summary keys
+        None) and only a task with ``fail_on_service_gate`` fails, without retry, naming the error.
     :param cancel_on_kill: stop the scan this task started when the task is killed, if it is still checking. When
         deferred (Airflow >= 3.3) the trigger stops it only on a real user kill, never when the trigger merely
         moved to another triggerer; Airflow 2.11 does not tell a deferred task it was killed.
@@ -104,6 +116,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
         wait_timeout: float | timedelta = TWELVE_HOURS,
         fail_on_failure: bool = True,
         quality_gate: dict[str, int] | None = None,
+        fail_on_service_gate: bool = False,
         cancel_on_kill: bool = True,
         new_run_grace: float = 60.0,
         job_id: str | None = None,
@@ -120,6 +133,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
         self.wait_timeout = _seconds(wait_timeout, "wait_timeout")
         self.fail_on_failure = fail_on_failure
         self.quality_gate = quality_gate
+        self.fail_on_service_gate = fail_on_service_gate
         self.cancel_on_kill = cancel_on_kill
         self.new_run_grace = new_run_grace
         self.job_id = job_id
@@ -283,6 +297,8 @@ class CodeCheckRunTaskOperator(BaseOperator):
         raise_unless_finished(event)
         defects = None
         defects_error: CodeCheckError | None = None
+        summary: DefectSummary | None = None
+        summary_error: CodeCheckError | None = None
         if event["status"] == "success":
             try:
                 defects = self.hook.get_defects_statistic(self.codecheck_task_id).severity
@@ -294,9 +310,22 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     self.codecheck_task_id,
                     error,
                 )
-        result = result_of(event, defects)
+            try:
+                summary = self._read_summary(event.get("exec_id"))
+            except CodeCheckError as error:
+                # Likewise: only fail_on_service_gate needs the summary (checked below).
+                summary_error = error
+                self.log.warning(
+                    "CodeArts task %s succeeded but its defects summary (the service's gate verdict) could not "
+                    "be read: %s",
+                    self.codecheck_task_id,
+                    error,
+                )
+        result = result_of(event, defects, summary)
         push_result(context, result)
-        self.log.info("%s; defects %s", event["message"], defects)
+        self.log.info(
+            "%s; defects %s; service gate is_access %s", event["message"], defects, result["is_access"]
+        )
         if self.fail_on_failure:
             raise_for_scan(event)
         gate = self._gate()
@@ -308,7 +337,58 @@ class CodeCheckRunTaskOperator(BaseOperator):
                 f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the quality "
                 f"gate cannot be checked: reading its defect statistic failed: {defects_error}"
             )
+        if self.fail_on_service_gate and event["status"] == "success":
+            self._check_service_gate(result["is_access"], summary, summary_error)
         return result
+
+    def _read_summary(self, exec_id: str | None) -> DefectSummary:
+        """The defects summary of this execution (``job_id`` given, else our ``exec_id``); the task's latest
+        when neither is known, or when the service does not know our own ``exec_id`` (as progress does)."""
+        from airflow_provider_codecheck.core.errors import NotFoundError
+        from airflow_provider_codecheck.results import given_id
+
+        given = given_id(self.job_id)
+        job_id = given or given_id(exec_id)
+        try:
+            return self.hook.get_scan_summary(self.codecheck_task_id, job_id)
+        except NotFoundError as error:
+            if given or not job_id:
+                raise
+            self.log.warning(
+                "CodeArts task %s: the defects summary does not know exec_id %s (%s); reading the task's latest",
+                self.codecheck_task_id,
+                job_id,
+                error,
+            )
+            return self.hook.get_scan_summary(self.codecheck_task_id, None)
+
+    def _check_service_gate(
+        self, is_access: bool | None, summary: DefectSummary | None, error: Exception | None
+    ) -> None:
+        """``fail_on_service_gate``: fail on a known failed verdict or an unreadable summary; warn if unknown."""
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        from airflow_provider_codecheck.exceptions import CodeCheckServiceGateFailed
+
+        if error is not None:
+            # No Airflow retry: a retry would start a second full scan just to read the summary.
+            raise AirflowFailException(
+                f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the service's "
+                f"quality gate cannot be checked: reading its defects summary failed: {error}"
+            )
+        raw = summary.raw.get("is_access") if summary is not None else None
+        if is_access is False:
+            raise CodeCheckServiceGateFailed(
+                f"CodeArts task {self.codecheck_task_id} failed the quality gate configured on the task in "
+                f"CodeArts Check (is_access {raw!r})"
+            )
+        if is_access is None:
+            self.log.warning(
+                "CodeArts task %s: the service gave no quality-gate verdict (is_access %r); "
+                "fail_on_service_gate does not fail the task on an unknown verdict",
+                self.codecheck_task_id,
+                raw,
+            )
 
     def _validate(self) -> None:
         """Reject bad rendered input (task id, quality gate) before any request: no retry can fix it."""

@@ -26,7 +26,15 @@ class CodeCheckTaskSensor(BaseSensorOperator):
     """Wait until a CodeArts Check task's latest scan ends.
 
     Succeeds when the scan succeeds (task_status 2) and returns the result dict (also pushed to XCom under
-    ``codecheck_task_id``, ``exec_id``, ``task_status``, ``status``, ``ratio``, ``info``, ``defects``).
+    ``codecheck_task_id``, ``exec_id``, ``task_status``, ``status``, ``ratio``, ``info``, ``defects`` (always
+    None: the sensor does not read the counts), and, from the defects summary of the awaited execution
+    (``defects-summary?job_id=<exec_id or job_id>``; the task's latest summary when neither is given), read
+    after a successful scan only: ``is_access`` (bool, the verdict of the quality gate configured on the task
+    in CodeArts: True passed, False failed), ``issue_count`` (int), ``code_quality`` (float),
+    ``risk_coefficient`` (float), ``last_check_time`` (str, UTC ``yyyy-MM-ddTHH:mm:ssZ``)). These five are None
+    after a failed or stopped scan, when the service gave no value, or when the summary could not be read (the
+    sensor then still succeeds: the scan's verdict is kept). The sensor never fails on ``is_access``: chain on
+    the XCom, or use ``CodeCheckRunTaskOperator(fail_on_service_gate=True)``.
     A failed (1) or stopped (3) scan raises ``CodeCheckScanFailed``; running past ``timeout`` (default 12 hours,
     the longest a CodeArts check lasts) raises ``AirflowSensorTimeout``; ``soft_fail=True`` skips in both cases.
     A permanent API error (403, rejected credentials, unknown task, invalid connection) raises
@@ -168,6 +176,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         return self._finish(context, checked)
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow_provider_codecheck.core.errors import CodeCheckError
         from airflow_provider_codecheck.results import (
             push_result,
             raise_for_scan,
@@ -176,8 +185,19 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         )
 
         raise_unless_finished(event)
-        result = result_of(event)
+        summary = None
+        if event["status"] == "success":
+            try:
+                summary = self.hook.get_scan_summary(self.codecheck_task_id, self._execution())
+            except CodeCheckError as error:  # the verdict is known: keep it, without the summary
+                self.log.warning(
+                    "CodeArts task %s succeeded but its defects summary (the service's gate verdict) could not "
+                    "be read: %s",
+                    self.codecheck_task_id,
+                    error,
+                )
+        result = result_of(event, None, summary)
         push_result(context, result)
         raise_for_scan(event)
-        self.log.info("%s", event["message"])
+        self.log.info("%s; service gate is_access %s", event["message"], result["is_access"])
         return result

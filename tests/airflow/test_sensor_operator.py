@@ -108,12 +108,14 @@ def test_sensor_execute_complete_never_succeeds_by_accident(event, error):
         sensor.execute_complete({"ti": _TaskInstance()}, event)
 
 
-def test_sensor_execute_complete_success_pushes_every_key():
+def test_sensor_execute_complete_success_pushes_every_key(emulator):
+    emulator.add_task(task_id="t", final_status=2, running=False)
     ti = _TaskInstance()
     result = CodeCheckTaskSensor(task_id="s", codecheck_task_id="t").execute_complete(
         {"ti": ti}, _event("success", 2)
     )
     assert result["status"] == "success"
+    assert result["is_access"] is True  # the task's defects summary (no critical defect)
     assert ti.xcom == {k: result[k] for k in ti.xcom}
     assert set(ti.xcom) == {
         "codecheck_task_id",
@@ -123,6 +125,11 @@ def test_sensor_execute_complete_success_pushes_every_key():
         "ratio",
         "info",
         "defects",
+        "is_access",
+        "issue_count",
+        "code_quality",
+        "risk_coefficient",
+        "last_check_time",
     }
 
 
