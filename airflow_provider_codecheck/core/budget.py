@@ -1,0 +1,260 @@
+"""The request budget: one client-side rate limiter per (service endpoint, identity) per process.
+
+Every CodeArts Check call of the process (progress, run, stop, defects; IAM aside) that uses the same
+endpoint and identity draws from one ``Budget``, whatever thread or event loop it runs in. Pure: no I/O, the
+clock is injected; waiting is the caller's (``flow.admitted`` yields ``Sleep``).
+
+* **Learned without configuration** (botocore's adaptive retry mode): unlimited until the service answers
+  429; then a token bucket whose rate is cut to 0.7x the measured send rate (one cut per round of requests
+  sent before the cut), and on each success probed back up along a CUBIC curve, at most to twice the measured
+  send rate. ``cap`` (connection extra ``max_requests_per_second``) bounds it from the start.
+* **Retry-After** pauses the whole budget; the bucket restarts empty after the pause (no burst into it).
+* **Fair**: callers get tickets in the order they asked (when their call became due); tokens are granted
+  strictly in ticket order, so nobody overtakes the queue just after a refill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from airflow_provider_codecheck.core.settings import AkSkAuth, ConnectionSettings, PasswordAuth, TokenAuth
+
+BudgetKey = tuple[str, str]
+"""(service endpoint, identity): an AK, an IAM user, or a digest of a static token; never a secret."""
+
+MIN_RATE = 0.5
+BETA = 0.7
+SCALE = 0.4
+SMOOTH = 0.8
+METER_BUCKET_S = 0.5
+QUIET_S = 60.0
+"""A throttled budget counts as recovered once this long passed without a 429."""
+MIN_NAP = 0.001
+
+
+def budget_key(settings: ConnectionSettings) -> BudgetKey:
+    auth = settings.auth
+    if isinstance(auth, AkSkAuth):
+        identity = f"ak {auth.access_key}"
+    elif isinstance(auth, PasswordAuth):
+        identity = f"user {auth.domain}/{auth.user}"
+    else:
+        assert isinstance(auth, TokenAuth)
+        identity = "token " + hashlib.sha256(auth.token.encode()).hexdigest()[:12]
+    return (settings.endpoint, identity)
+
+
+@dataclass
+class Ticket:
+    number: int
+    granted_at: float | None = None
+
+
+@dataclass
+class _Meter:
+    """Measured send rate: requests per half-second bucket, exponentially smoothed (botocore's RateClocker)."""
+
+    rate: float = 0.0
+    count: int = 0
+    bucket: float = field(default=-math.inf)
+
+    def record(self, now: float) -> None:
+        self.count += 1
+        start = math.floor(now / METER_BUCKET_S) * METER_BUCKET_S
+        if self.bucket == -math.inf:
+            self.bucket = start
+        elif start > self.bucket:
+            current = self.count / (start - self.bucket)
+            self.rate = current * SMOOTH + self.rate * (1 - SMOOTH)
+            self.count = 0
+            self.bucket = start
+
+
+class Budget:
+    """Thread-safe; every method reads the injected clock once and never blocks beyond its own lock."""
+
+    def __init__(
+        self,
+        name: str = "budget",
+        cap: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        notify: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.notify = notify or (lambda level, message: None)
+        self._lock = threading.Lock()
+        self._meter = _Meter()
+        self.cap: float | None = None
+        self.rate: float | None = None  # None: unlimited (no throttle seen, no cap)
+        self._tokens = 0.0
+        self._refilled_at = clock()
+        self.paused_until = -math.inf
+        self._next = 0  # the next ticket number to hand out
+        self._served = 0  # tickets below this were granted (or left the queue)
+        self._left: set[int] = set()
+        self._last_max = 0.0
+        self._cut_at = -math.inf
+        self._k = 0.0
+        self.throttled = False
+        self._last_429 = -math.inf
+        self.throttles = 0
+        self.set_cap(cap)
+
+    def set_cap(self, cap: float | None) -> None:
+        with self._lock:
+            self._refill(self.clock())
+            self.cap = cap
+            if cap is not None:
+                if self.rate is None:
+                    self._tokens = max(1.0, cap)  # nothing limited it so far: a full bucket
+                self.rate = min(self.rate or cap, cap)
+            elif self._last_max == 0:
+                self.rate = None  # never throttled: the cap was all that limited it
+
+    # --- queue --------------------------------------------------------------------------------------------
+
+    def enter(self) -> Ticket:
+        with self._lock:
+            ticket = Ticket(self._next)
+            self._next += 1
+            return ticket
+
+    def acquire(self, ticket: Ticket) -> float:
+        """0 when ``ticket`` may be sent now (then it is spent); else the seconds to wait before asking again."""
+        with self._lock:
+            now = self.clock()
+            self._grant(now)
+            if ticket.number < self._served:
+                ticket.granted_at = now
+                self._meter.record(now)
+                return 0.0
+            ahead = ticket.number - self._served - len([n for n in self._left if n < ticket.number])
+            wait = max(0.0, self.paused_until - now)
+            if self.rate is not None:
+                tokens = 0.0 if wait > 0 else self._tokens
+                wait += max(0.0, ahead + 1 - tokens) / self.rate
+            return max(wait, MIN_NAP)
+
+    def leave(self, ticket: Ticket) -> None:
+        """A caller gave up waiting (cancelled): its turn is skipped, no token spent."""
+        with self._lock:
+            if ticket.number >= self._served:
+                self._left.add(ticket.number)
+                self._grant(self.clock())
+
+    def _refill(self, now: float) -> None:
+        start = max(self._refilled_at, self.paused_until)
+        if self.rate is not None and now > start:
+            self._tokens = min(max(1.0, self.rate), self._tokens + (now - start) * self.rate)
+        self._refilled_at = max(now, self._refilled_at)
+
+    def _grant(self, now: float) -> None:
+        if now < self.paused_until:
+            return
+        self._refill(now)
+        while self._served < self._next:
+            if self._served in self._left:
+                self._left.discard(self._served)
+            elif self.rate is None:
+                pass
+            elif self._tokens >= 1.0 - 1e-9:
+                self._tokens -= 1.0
+            else:
+                return
+            self._served += 1
+
+    # --- learning -----------------------------------------------------------------------------------------
+
+    def observe(self, ticket: Ticket, throttled: bool, retry_after: float | None = None) -> None:
+        """Learn from the answer to a request sent with ``ticket``: a 429 (with its Retry-After) or any other."""
+        with self._lock:
+            now = self.clock()
+            if throttled:
+                self._throttle(ticket, now, retry_after)
+            elif self.rate is not None and self._last_max > 0:
+                self._probe(now)
+            if self.throttled and now - self._last_429 >= QUIET_S:
+                self.throttled = False
+                self.notify(
+                    "info", f"{self.name}: no 429 for {QUIET_S:g} s; learned rate {self._rate_text()}"
+                )
+
+    def _throttle(self, ticket: Ticket, now: float, retry_after: float | None) -> None:
+        self.throttles += 1
+        self._last_429 = now
+        if retry_after is not None and retry_after > 0 and now + retry_after > self.paused_until:
+            self._refill(now)
+            self._tokens = 0.0
+            self.paused_until = now + retry_after
+        sent = ticket.granted_at if ticket.granted_at is not None else now
+        if sent >= self._cut_at:  # one cut per round: answers to requests sent before the last cut add none
+            self._refill(now)
+            measured = self._meter.rate
+            base = measured if self.rate is None else min(measured, self.rate)
+            self._last_max = max(base, MIN_RATE)
+            self._k = (self._last_max * (1 - BETA) / SCALE) ** (1 / 3)
+            self._cut_at = now
+            self._set_rate(self._last_max * BETA)
+        if not self.throttled:
+            self.throttled = True
+            paused = f", paused {retry_after:g} s (Retry-After)" if retry_after else ""
+            self.notify(
+                "warning",
+                f"{self.name}: the service is throttling (HTTP 429){paused}; every call of this endpoint and "
+                f"identity is now paced at {self._rate_text()}, learned from the 429s",
+            )
+
+    def _probe(self, now: float) -> None:
+        cubic = SCALE * (now - self._cut_at - self._k) ** 3 + self._last_max
+        self._set_rate(min(cubic, 2 * max(self._meter.rate, MIN_RATE)))
+
+    def _set_rate(self, rate: float) -> None:
+        rate = max(rate, MIN_RATE)
+        self.rate = rate if self.cap is None else min(rate, self.cap)
+
+    def _rate_text(self) -> str:
+        return "no limit" if self.rate is None else f"{self.rate:.1f} requests/s"
+
+    def __repr__(self) -> str:
+        return f"<Budget {self.name} rate={self._rate_text()} throttled={self.throttled}>"
+
+
+_log = logging.getLogger("airflow_provider_codecheck.budget")
+
+
+def _log_notice(level: str, message: str) -> None:
+    getattr(_log, level)(message)
+
+
+class Budgets:
+    """The process-wide budgets, one per key; the cap follows the latest connection read."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._budgets: dict[BudgetKey, Budget] = {}
+
+    def get(self, key: BudgetKey, cap: float | None = None) -> Budget:
+        with self._lock:
+            budget = self._budgets.get(key)
+            if budget is None:
+                name = f"request budget of {key[0]} ({key[1]})"
+                budget = self._budgets[key] = Budget(name, cap, self.clock, _log_notice)
+                return budget
+        if budget.cap != cap:
+            budget.set_cap(cap)
+        return budget
+
+    def clear(self) -> None:
+        with self._lock:
+            self._budgets.clear()
+
+
+BUDGETS = Budgets()
