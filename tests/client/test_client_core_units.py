@@ -521,7 +521,8 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 
 
 def ctx(rand: float = 1.0) -> flow.Context:
-    return flow.Context(monotonic=lambda: 0.0, now=lambda: NOW, rand=lambda: rand)
+    # The effect sequences of one flow, without the process-wide request budget (tests/unit/test_budget.py).
+    return flow.Context(monotonic=lambda: 0.0, now=lambda: NOW, rand=lambda: rand, budgets=None)
 
 
 def settings_of(auth_type: str, **extra: Any):

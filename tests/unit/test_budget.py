@@ -188,3 +188,68 @@ def test_registry_shares_one_budget_per_key_and_follows_the_cap() -> None:
     assert budgets.get(("e", "ak A")) is one
     assert budgets.get(("e", "ak B")) is not one
     assert budgets.get(("e", "ak A"), cap=7.0).rate == 7.0
+
+
+# --- through the call flow: the budget's waits are Sleep effects, the same for both transports -------------
+
+
+def _flow_setup() -> tuple[b.Budgets, FakeClock, object]:
+    from datetime import datetime, timezone
+
+    from airflow_provider_codecheck.core import flow
+
+    clock = FakeClock()
+    budgets = b.Budgets(clock)
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    ctx = flow.Context(monotonic=clock, now=lambda: now, rand=lambda: 0.0, budgets=budgets)
+    return budgets, clock, ctx
+
+
+def test_a_429_with_retry_after_makes_the_next_call_of_another_flow_wait() -> None:
+    from airflow_provider_codecheck.core import flow
+    from airflow_provider_codecheck.core import operations as ops
+    from airflow_provider_codecheck.core.http import HttpResponse
+    from airflow_provider_codecheck.core.retry import RetryPolicy
+
+    budgets, clock, ctx = _flow_setup()
+    settings = settings_from_connection("http://h", "AK", "SK", {"auth_type": "aksk"})
+    policy = RetryPolicy(max_attempts=1)
+    first = flow.perform(ops.get_task_progress("t1"), settings, policy, ctx)  # type: ignore[arg-type]
+    assert isinstance(first.send(None), flow.Send)  # unthrottled: sent at once
+    throttled = HttpResponse(429, {"retry-after": "2"}, b'{"error_code": "APIGW.0308", "error_msg": "x"}')
+    with pytest.raises(Exception, match="429"):
+        first.send(throttled)
+    budget = budgets.get(b.budget_key(settings))
+    assert budget.throttled
+    second = flow.perform(ops.get_task_progress("t2"), settings, policy, ctx)  # type: ignore[arg-type]
+    effect = second.send(None)
+    assert isinstance(effect, flow.Sleep)
+    assert effect.seconds >= 2.0
+    clock.now += effect.seconds
+    while isinstance(effect, flow.Sleep):
+        clock.now += effect.seconds
+        effect = second.send(None)
+    assert isinstance(effect, flow.Send)
+    second.close()
+
+
+def test_a_flow_closed_while_waiting_gives_its_turn_away() -> None:
+    from airflow_provider_codecheck.core import flow
+    from airflow_provider_codecheck.core import operations as ops
+    from airflow_provider_codecheck.core.retry import RetryPolicy
+
+    _budgets, clock, ctx = _flow_setup()
+    settings = settings_from_connection(
+        "http://h", "AK", "SK", {"auth_type": "aksk", "max_requests_per_second": 1}
+    )
+    policy = RetryPolicy(max_attempts=1)
+    flows = [
+        flow.perform(ops.get_task_progress("t"), settings, policy, ctx)  # type: ignore[arg-type]
+        for _ in range(3)
+    ]
+    assert isinstance(flows[0].send(None), flow.Send)
+    assert isinstance(flows[1].send(None), flow.Sleep)
+    assert isinstance(flows[2].send(None), flow.Sleep)
+    flows[1].close()  # e.g. its task was cancelled
+    clock.now += 1.0
+    assert isinstance(flows[2].send(None), flow.Send)
