@@ -36,6 +36,8 @@ METER_BUCKET_S = 0.5
 QUIET_S = 60.0
 """A throttled budget counts as recovered once this long passed without a 429."""
 MIN_NAP = 0.001
+MAX_PAUSE_S = 60.0
+"""A Retry-After pauses the budget at most this long (a call that must wait longer gives up on its own)."""
 
 
 def budget_key(settings: ConnectionSettings) -> BudgetKey:
@@ -189,10 +191,12 @@ class Budget:
     def _throttle(self, ticket: Ticket, now: float, retry_after: float | None) -> None:
         self.throttles += 1
         self._last_429 = now
-        if retry_after is not None and retry_after > 0 and now + retry_after > self.paused_until:
-            self._refill(now)
-            self._tokens = 0.0
-            self.paused_until = now + retry_after
+        if retry_after is not None and retry_after > 0:
+            retry_after = min(retry_after, MAX_PAUSE_S)
+            if now + retry_after > self.paused_until:
+                self._refill(now)
+                self._tokens = 0.0
+                self.paused_until = now + retry_after
         sent = ticket.granted_at if ticket.granted_at is not None else now
         if sent >= self._cut_at:  # one cut per round: answers to requests sent before the last cut add none
             self._refill(now)

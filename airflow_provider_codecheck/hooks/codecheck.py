@@ -154,6 +154,7 @@ class CodeCheckHook(BaseHook):
         stale_until: float | None = None,
         exec_id: str | None = None,
         job_id: str | None = None,
+        max_poll_interval: float | None = None,
     ) -> dict[str, Any]:
         """Block until the scan ends (worker-side twin of CodeCheckTaskTrigger); returns the same event."""
         deadline = None if timeout is None else time.time() + timeout
@@ -170,4 +171,7 @@ class CodeCheckHook(BaseHook):
                 getattr(self.log, effect.level)(effect.message)
             return None
 
-        return run_flow(wait_for_scan(task_id, poll_interval, deadline, stale_until, exec_id), answer)
+        flow = wait_for_scan(
+            task_id, poll_interval, deadline, stale_until, exec_id, max_poll_interval=max_poll_interval
+        )
+        return run_flow(flow, answer)

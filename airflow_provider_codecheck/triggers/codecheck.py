@@ -38,6 +38,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
     :param stale_until: Unix time until which a terminal status not preceded by "checking" is taken to be the
         previous run's (set when the waiter just started a run).
     :param cancel_on_kill: stop the scan if a user kills the deferred task (Airflow >= 3.3).
+    :param max_poll_interval: longest pause between polls (None: ten intervals, at most 300 s); docs/polling.md.
     """
 
     def __init__(
@@ -50,8 +51,10 @@ class CodeCheckTaskTrigger(BaseTrigger):
         job_id: str | None = None,
         stale_until: float | None = None,
         cancel_on_kill: bool = False,
+        max_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
+        self.max_poll_interval = max_poll_interval
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
         self.poll_interval = float(poll_interval)
@@ -73,6 +76,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
                 "job_id": self.job_id,
                 "stale_until": self.stale_until,
                 "cancel_on_kill": self.cancel_on_kill,
+                "max_poll_interval": self.max_poll_interval,
             },
         )
 
@@ -116,7 +120,12 @@ class CodeCheckTaskTrigger(BaseTrigger):
             return None
 
         flow = wait_for_scan(
-            self.codecheck_task_id, self.poll_interval, self.deadline, self.stale_until, self.exec_id
+            self.codecheck_task_id,
+            self.poll_interval,
+            self.deadline,
+            self.stale_until,
+            self.exec_id,
+            max_poll_interval=self.max_poll_interval,
         )
         return await run_flow_async(flow, answer)
 

@@ -253,3 +253,9 @@ def test_a_flow_closed_while_waiting_gives_its_turn_away() -> None:
     flows[1].close()  # e.g. its task was cancelled
     clock.now += 1.0
     assert isinstance(flows[2].send(None), flow.Send)
+
+
+def test_a_huge_retry_after_pauses_the_budget_at_most_max_pause() -> None:
+    budget, _clock, _ = make()
+    budget.observe(send(budget), throttled=True, retry_after=1e9)
+    assert budget.acquire(budget.enter()) <= b.MAX_PAUSE_S + 10
