@@ -77,6 +77,12 @@ class _Meter:
             self.count = 0
             self.bucket = start
 
+    def estimate(self, now: float) -> float:
+        """The smoothed rate; before the first half-second closed, the rate of the requests counted so far."""
+        if self.rate > 0 or self.bucket == -math.inf:
+            return self.rate
+        return self.count / max(METER_BUCKET_S, now - self.bucket)
+
 
 class Budget:
     """Thread-safe; every method reads the injected clock once and never blocks beyond its own lock."""
@@ -200,7 +206,7 @@ class Budget:
         sent = ticket.granted_at if ticket.granted_at is not None else now
         if sent >= self._cut_at:  # one cut per round: answers to requests sent before the last cut add none
             self._refill(now)
-            measured = self._meter.rate
+            measured = self._meter.estimate(now)
             base = measured if self.rate is None else min(measured, self.rate)
             self._last_max = max(base, MIN_RATE)
             self._k = (self._last_max * (1 - BETA) / SCALE) ** (1 / 3)
@@ -217,7 +223,7 @@ class Budget:
 
     def _probe(self, now: float) -> None:
         cubic = SCALE * (now - self._cut_at - self._k) ** 3 + self._last_max
-        self._set_rate(min(cubic, 2 * max(self._meter.rate, MIN_RATE)))
+        self._set_rate(min(cubic, 2 * max(self._meter.estimate(now), MIN_RATE)))
 
     def _set_rate(self, rate: float) -> None:
         rate = max(rate, MIN_RATE)
