@@ -36,6 +36,9 @@ METER_BUCKET_S = 0.5
 QUIET_S = 60.0
 """A throttled budget counts as recovered once this long passed without a 429."""
 MIN_NAP = 0.001
+MAX_NAP = 5.0
+"""A queued caller sleeps half its estimated wait, at most this long, then asks again: if the rate rises
+meanwhile (or others leave), it is not left asleep while its turn has come."""
 MAX_PAUSE_S = 60.0
 """A Retry-After pauses the budget at most this long (a call that must wait longer gives up on its own)."""
 
@@ -67,21 +70,24 @@ class _Meter:
     bucket: float = field(default=-math.inf)
 
     def record(self, now: float) -> None:
-        self.count += 1
         start = math.floor(now / METER_BUCKET_S) * METER_BUCKET_S
         if self.bucket == -math.inf:
             self.bucket = start
         elif start > self.bucket:
-            current = self.count / (start - self.bucket)
-            self.rate = current * SMOOTH + self.rate * (1 - SMOOTH)
+            # Close the bucket with its own count; each empty bucket since then counts as a rate of 0.
+            self.rate = (self.count / METER_BUCKET_S) * SMOOTH + self.rate * (1 - SMOOTH)
+            empty = round((start - self.bucket) / METER_BUCKET_S) - 1
+            self.rate *= (1 - SMOOTH) ** min(empty, 50)
             self.count = 0
             self.bucket = start
+        self.count += 1
 
     def estimate(self, now: float) -> float:
         """The smoothed rate; before the first half-second closed, the rate of the requests counted so far."""
-        if self.rate > 0 or self.bucket == -math.inf:
-            return self.rate
-        return self.count / max(METER_BUCKET_S, now - self.bucket)
+        if self.bucket == -math.inf:
+            return 0.0
+        current = self.count / max(METER_BUCKET_S, now - self.bucket)
+        return max(self.rate, current)
 
 
 class Budget:
@@ -144,11 +150,12 @@ class Budget:
                 self._meter.record(now)
                 return 0.0
             ahead = ticket.number - self._served - len([n for n in self._left if n < ticket.number])
-            wait = max(0.0, self.paused_until - now)
+            paused = max(0.0, self.paused_until - now)
+            turn = 0.0
             if self.rate is not None:
-                tokens = 0.0 if wait > 0 else self._tokens
-                wait += max(0.0, ahead + 1 - tokens) / self.rate
-            return max(wait, MIN_NAP)
+                tokens = 0.0 if paused > 0 else self._tokens
+                turn = max(0.0, ahead + 1 - tokens) / self.rate
+            return max(paused + (turn if turn < 0.05 else min(turn / 2, MAX_NAP)), MIN_NAP)
 
     def leave(self, ticket: Ticket) -> None:
         """A caller gave up waiting (cancelled): its turn is skipped, no token spent."""

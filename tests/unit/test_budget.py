@@ -126,13 +126,14 @@ def test_waiters_are_served_in_ticket_order_not_by_who_asks_after_a_refill() -> 
     assert budget.acquire(third) == 0.0
 
 
-def test_the_wait_estimate_matches_the_place_in_the_queue() -> None:
+def test_a_queued_caller_naps_half_its_estimated_turn_at_most_max_nap() -> None:
     budget, _clock, _ = make(cap=10.0)
     for _ in range(10):
         send(budget)
-    tickets = [budget.enter() for _ in range(5)]
-    assert budget.acquire(tickets[4]) == pytest.approx(0.5)
-    assert budget.acquire(tickets[0]) == pytest.approx(0.1)
+    tickets = [budget.enter() for _ in range(200)]
+    assert budget.acquire(tickets[4]) == pytest.approx(0.25)  # turn in 0.5 s: ask again in 0.25 s
+    assert budget.acquire(tickets[0]) == pytest.approx(0.05)
+    assert budget.acquire(tickets[199]) == b.MAX_NAP  # turn in 20 s: ask again in 5 s
 
 
 def test_a_caller_that_leaves_gives_its_turn_to_the_next() -> None:
