@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,22 @@ MAX_NAP = 5.0
 meanwhile (or others leave), it is not left asleep while its turn has come."""
 MAX_PAUSE_S = 60.0
 """A Retry-After pauses the budget at most this long (a call that must wait longer gives up on its own)."""
+
+
+STATED_SHARE = 0.95
+"""Of a limit the gateway states in its 429 message, pace at most at this share (timing jitter, a margin)."""
+_STATED_RE = re.compile(rb"limit:\s*(\d+(?:\.\d+)?)\s*,\s*time:\s*(\d+)\s*(second|minute|hour)")
+_UNIT_S = {b"second": 1.0, b"minute": 60.0, b"hour": 3600.0}
+
+
+def stated_limit(body: bytes) -> float | None:
+    """The rate a gateway 429 names (APIG.0308 "...over ratelimit,limit:100,time:1 second"), requests/s."""
+    found = _STATED_RE.search(body[:2048])
+    if found is None:
+        return None
+    per = float(found.group(2)) * _UNIT_S[found.group(3)]
+    limit = float(found.group(1)) / per if per > 0 else 0.0
+    return limit if limit > 0 else None
 
 
 def budget_key(settings: ConnectionSettings) -> BudgetKey:
@@ -119,6 +136,8 @@ class Budget:
         self.throttled = False
         self._last_429 = -math.inf
         self.throttles = 0
+        self.ceiling: float | None = None
+        """The limit the gateway stated in its 429s (times STATED_SHARE): probing never goes above it."""
         self.set_cap(cap)
 
     def set_cap(self, cap: float | None) -> None:
@@ -187,11 +206,16 @@ class Budget:
 
     # --- learning -----------------------------------------------------------------------------------------
 
-    def observe(self, ticket: Ticket, throttled: bool, retry_after: float | None = None) -> None:
-        """Learn from the answer to a request sent with ``ticket``: a 429 (with its Retry-After) or any other."""
+    def observe(
+        self, ticket: Ticket, throttled: bool, retry_after: float | None = None, stated: float | None = None
+    ) -> None:
+        """Learn from the answer to a request sent with ``ticket``: a 429 (with its Retry-After and the limit
+        its message states, if any) or any other."""
         with self._lock:
             now = self.clock()
             if throttled:
+                if stated is not None:
+                    self.ceiling = max(MIN_RATE, stated * STATED_SHARE)
                 self._throttle(ticket, now, retry_after)
             elif self.rate is not None and self._last_max > 0:
                 self._probe(now)
@@ -215,13 +239,21 @@ class Budget:
             self._refill(now)
             measured = self._meter.estimate(now)
             base = measured if self.rate is None else min(measured, self.rate)
+            if self.ceiling is not None and base > self.ceiling:
+                base = self.ceiling  # we alone went over the limit the gateway names: pace just under it
+                cut = base
+            else:
+                cut = base * BETA  # over a limit we do not know, or shared with other clients: back off
             self._last_max = max(base, MIN_RATE)
-            self._k = (self._last_max * (1 - BETA) / SCALE) ** (1 / 3)
+            # CUBIC's curve starts at the cut rate: K is the time it takes to climb back to the last maximum.
+            self._k = 0.0 if cut >= base else (self._last_max * (1 - BETA) / SCALE) ** (1 / 3)
             self._cut_at = now
-            self._set_rate(self._last_max * BETA)
+            self._set_rate(cut)
         if not self.throttled:
             self.throttled = True
             paused = f", paused {retry_after:g} s (Retry-After)" if retry_after else ""
+            if self.ceiling is not None:
+                paused += f", its message names a limit of {self.ceiling / STATED_SHARE:g} requests/s"
             self.notify(
                 "warning",
                 f"{self.name}: the service is throttling (HTTP 429){paused}; every call of this endpoint and "
@@ -233,7 +265,7 @@ class Budget:
         self._set_rate(min(cubic, 2 * max(self._meter.estimate(now), MIN_RATE)))
 
     def _set_rate(self, rate: float) -> None:
-        rate = max(rate, MIN_RATE)
+        rate = max(rate, MIN_RATE) if self.ceiling is None else max(min(rate, self.ceiling), MIN_RATE)
         self.rate = rate if self.cap is None else min(rate, self.cap)
 
     def _rate_text(self) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from airflow_provider_codecheck.core import iam
-from airflow_provider_codecheck.core.budget import BUDGETS, Budget, Budgets, Ticket, budget_key
+from airflow_provider_codecheck.core.budget import BUDGETS, Budget, Budgets, Ticket, budget_key, stated_limit
 from airflow_provider_codecheck.core.errors import (
     CodeCheckError,
     InvalidResponseError,
@@ -139,8 +139,11 @@ def admitted(budget: Budget) -> Flow[Ticket]:
 def observe(budget: Budget, ticket: Ticket, outcome: Outcome, ctx: Context) -> None:
     """Teach ``budget`` the answer: a 429 (and its Retry-After) slows and may pause it; a reply probes up."""
     if isinstance(outcome, HttpResponse):
+        if outcome.status != 429:
+            budget.observe(ticket, False)
+            return
         retry_after = parse_retry_after(outcome.headers.get("retry-after"), ctx.now())
-        budget.observe(ticket, outcome.status == 429, retry_after if outcome.status == 429 else None)
+        budget.observe(ticket, True, retry_after, stated_limit(outcome.body))
 
 
 def attempts(

@@ -260,3 +260,32 @@ def test_a_huge_retry_after_pauses_the_budget_at_most_max_pause() -> None:
     budget, _clock, _ = make()
     budget.observe(send(budget), throttled=True, retry_after=1e9)
     assert budget.acquire(budget.enter()) <= b.MAX_PAUSE_S + 10
+
+
+def test_the_limit_a_gateway_429_names_caps_the_rate_and_its_probing() -> None:
+    body = (
+        b'{"error_code": "APIGW.0308", "error_msg": "The throttling threshold has been reached: policy user '
+        b'over ratelimit,limit:100,time:1 second", "request_id": "r"}'
+    )
+    assert b.stated_limit(body) == 100.0
+    assert b.stated_limit(body.replace(b"100,time:1 second", b"600,time:1 minute")) == 10.0
+    assert b.stated_limit(b'{"error_code": "APIGW.0308"}') is None
+    budget, clock, notes = make()
+    for _ in range(400):  # 400 requests/s for 1 s, over a limit of 100
+        send(budget)
+        clock.now += 0.0025
+    budget.observe(send(budget), throttled=True, retry_after=1, stated=b.stated_limit(body))
+    assert budget.rate == pytest.approx(95)  # at once just under the named limit, no cascade of cuts
+    assert "limit of 100" in notes[0][1]
+    drive(budget, clock, 30)
+    assert budget.rate == pytest.approx(95)  # probing never goes over it
+
+
+def test_a_429_under_the_named_limit_backs_off_below_the_current_pace() -> None:
+    budget, clock, _ = make()
+    for _ in range(100):  # 50 requests/s: someone else shares the quota of 100
+        send(budget)
+        clock.now += 0.02
+    budget.observe(send(budget), throttled=True, stated=100.0)
+    assert budget.rate is not None
+    assert budget.rate < 50
