@@ -18,6 +18,14 @@ from airflow_provider_codecheck.exceptions import (
 XCOM_KEYS = ("codecheck_task_id", "exec_id", "task_status", "status", "ratio", "info", "defects")
 
 
+def given_id(value: Any) -> str | None:
+    """A rendered id, or None when absent (None, empty, or the text "None" of a rendered None XCom)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None") else text
+
+
 def checked_event(event: Any) -> dict[str, Any]:
     try:
         return validate_event(event)

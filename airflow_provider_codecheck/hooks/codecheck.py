@@ -154,17 +154,35 @@ class CodeCheckHook(BaseHook):
         stale_until: float | None = None,
         exec_id: str | None = None,
         job_id: str | None = None,
+        job_id_fallback: bool = False,
         max_poll_interval: float | None = None,
     ) -> dict[str, Any]:
-        """Block until the scan ends (worker-side twin of CodeCheckTaskTrigger); returns the same event."""
+        """Block until the scan ends (worker-side twin of CodeCheckTaskTrigger); returns the same event.
+
+        ``job_id_fallback``: if progress does not know ``job_id`` (CC.00050002), follow the latest scan instead.
+        """
         deadline = None if timeout is None else time.time() + timeout
+        use_job_id = [job_id]
+
+        def poll() -> TaskProgress | CodeCheckError:
+            try:
+                return self.get_task_progress(task_id, use_job_id[0])
+            except CodeCheckError as error:
+                return error
 
         def answer(effect: WaitEffect) -> TaskProgress | CodeCheckError | None:
             if isinstance(effect, Poll):
-                try:
-                    return self.get_task_progress(task_id, job_id)
-                except CodeCheckError as error:
-                    return error
+                result = poll()
+                if isinstance(result, NotFoundError) and use_job_id[0] and job_id_fallback:
+                    self.log.warning(
+                        "CodeArts task %s: progress does not know job_id %s (%s); following the latest scan",
+                        task_id,
+                        job_id,
+                        result,
+                    )
+                    use_job_id[0] = None
+                    result = poll()
+                return result
             if isinstance(effect, Pause):
                 time.sleep(effect.seconds)
             else:

@@ -69,10 +69,15 @@ class CodeCheckRunTaskOperator(BaseOperator):
         starts, without retry (``CodeCheckConfigurationError``). If the scan succeeded but its defect counts
         cannot be read, the verdict XComs are still pushed (``defects`` None) and a task with a gate fails
         without retry; without a gate it succeeds.
-    :param cancel_on_kill: stop the scan this task started when the task is killed.
+    :param cancel_on_kill: stop the scan this task started when the task is killed, if it is still checking. When
+        deferred (Airflow >= 3.3) the trigger stops it only on a real user kill, never when the trigger merely
+        moved to another triggerer; Airflow 2.11 does not tell a deferred task it was killed.
     :param new_run_grace: seconds after ``run`` during which a terminal status not preceded by "checking"
-        is taken to be the previous scan's (the service reports it for a while after a run starts).
-    :param job_id: optional execution-record id for the progress API (templated).
+        is taken to be the previous scan's (the service reports it for a while after a run starts); also how
+        long to look for a "checking" scan after a run whose effect is unknown.
+    :param job_id: optional execution-record id for the progress API (templated). By default the operator asks
+        about its own run (``job_id`` = its ``exec_id``), falling back to the task's latest scan if the service
+        does not know that id. Empty or ``"None"`` means unset.
     """
 
     template_fields: Sequence[str] = (
@@ -130,9 +135,10 @@ class CodeCheckRunTaskOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         from airflow_provider_codecheck.core.settings import console_url
-        from airflow_provider_codecheck.results import push_result
+        from airflow_provider_codecheck.results import given_id, push_result
 
         self._validate()  # fail before starting anything
+        self.job_id = given_id(self.job_id)  # a rendered None XCom ("None") means: no job_id
         ti = context["ti"]
         exec_id, stale_until = self._start(ti.try_number) if self.run else (None, None)
         self._exec_id, self._stale_until = exec_id, stale_until
@@ -156,6 +162,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     job_id=self.job_id or exec_id,
                     stale_until=stale_until,
                     cancel_on_kill=self.cancel_on_kill and self._started_scan,
+                    job_id_fallback=self.job_id is None,
                 ),
                 method_name="execute_complete",
                 # A backstop only: the trigger enforces wait_timeout itself and reports it clearly.
@@ -168,6 +175,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             stale_until,
             exec_id,
             self.job_id or exec_id,
+            job_id_fallback=self.job_id is None,
         )
         return self._finish(context, event)
 
@@ -326,9 +334,15 @@ class CodeCheckRunTaskOperator(BaseOperator):
         from airflow_provider_codecheck.core.errors import CodeCheckError
 
         try:
-            progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id or self._exec_id)
+            try:
+                progress = self.hook.get_task_progress(self.codecheck_task_id, self.job_id or self._exec_id)
+            except CodeCheckError as error:  # stop unless the scan is known to have ended
+                self.log.warning(
+                    "Could not read CodeArts task %s before stopping it: %s", self.codecheck_task_id, error
+                )
+                progress = None
             fresh = self._stale_until is None or time.time() >= self._stale_until
-            if progress.status.is_terminal and fresh:
+            if progress is not None and progress.status.is_terminal and fresh:
                 self.log.info("CodeArts task %s already ended: nothing to stop", self.codecheck_task_id)
                 return
             self.log.info("Stopping CodeArts task %s", self.codecheck_task_id)

@@ -66,12 +66,14 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         self.exec_id = exec_id
         self.job_id = job_id
         self.deferrable = deferrable
+        self._retry_after: float | None = None
 
     def _execution(self) -> str | None:
         """The execution record to ask progress about (rendered ``exec_id`` / ``job_id``), or None."""
         from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+        from airflow_provider_codecheck.results import given_id
 
-        exec_id, job_id = _given(self.exec_id), _given(self.job_id)
+        exec_id, job_id = given_id(self.exec_id), given_id(self.job_id)
         if exec_id and job_id and exec_id != job_id:
             raise CodeCheckConfigurationError(
                 f"exec_id {exec_id!r} and job_id {job_id!r} name different executions; set one of them"
@@ -83,6 +85,16 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
         return CodeCheckHook(self.codecheck_conn_id)
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
+        # A throttled poke (HTTP 429 with Retry-After) is not repeated before the server asked (poke and
+        # reschedule modes; the deferred wait does the same in the trigger).
+        interval = float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        retry_after, self._retry_after = self._retry_after, None
+        if retry_after and retry_after > interval:
+            self.log.info("Throttled: next poke in %gs, as the service asked", retry_after)
+            return float(retry_after)
+        return interval
 
     def _validate(self) -> None:
         """Reject bad input before any wait (rendered fields): never defer a wait that cannot succeed."""
@@ -127,6 +139,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         except CodeCheckError as error:
             if error.retryable:
                 self.log.warning("Transient error, poking again later: %s", error)
+                self._retry_after = error.retry_after
                 return False
             raise CodeCheckWaitAborted(f"Polling stopped: {error}") from None
         self.log.info("CodeArts task %s: %s", self.codecheck_task_id, describe(progress))
@@ -168,11 +181,3 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         raise_for_scan(event)
         self.log.info("%s", event["message"])
         return result
-
-
-def _given(value: Any) -> str | None:
-    """A rendered id, or None when absent (None, empty, or the text "None" of a rendered None XCom)."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", "None") else text

@@ -12,7 +12,12 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_codecheck.core.driving import run_flow_async
-from airflow_provider_codecheck.core.errors import CodeCheckError, InvalidTaskIdError, TransportError
+from airflow_provider_codecheck.core.errors import (
+    CodeCheckError,
+    InvalidTaskIdError,
+    NotFoundError,
+    TransportError,
+)
 from airflow_provider_codecheck.core.models import TaskProgress
 from airflow_provider_codecheck.core.operations import validate_task_id
 from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, make_event, wait_for_scan
@@ -38,6 +43,8 @@ class CodeCheckTaskTrigger(BaseTrigger):
     :param stale_until: Unix time until which a terminal status not preceded by "checking" is taken to be the
         previous run's (set when the waiter just started a run).
     :param cancel_on_kill: stop the scan if a user kills the deferred task (Airflow >= 3.3).
+    :param job_id_fallback: if progress does not know ``job_id`` (CC.00050002), follow the task's latest scan
+        instead of failing (set by the operator for its own run's exec_id, which certainly exists).
     :param max_poll_interval: longest pause between polls (None: ten intervals, at most 300 s); docs/polling.md.
     """
 
@@ -51,6 +58,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
         job_id: str | None = None,
         stale_until: float | None = None,
         cancel_on_kill: bool = False,
+        job_id_fallback: bool = False,
         max_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
@@ -63,6 +71,8 @@ class CodeCheckTaskTrigger(BaseTrigger):
         self.job_id = job_id
         self.stale_until = stale_until
         self.cancel_on_kill = cancel_on_kill
+        self.job_id_fallback = job_id_fallback
+        self._use_job_id = True
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -76,6 +86,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
                 "job_id": self.job_id,
                 "stale_until": self.stale_until,
                 "cancel_on_kill": self.cancel_on_kill,
+                "job_id_fallback": self.job_id_fallback,
                 "max_poll_interval": self.max_poll_interval,
             },
         )
@@ -130,6 +141,22 @@ class CodeCheckTaskTrigger(BaseTrigger):
         return await run_flow_async(flow, answer)
 
     async def _poll(self, client: AsyncClient, timeout: float | None) -> TaskProgress | CodeCheckError:
+        result = await self._poll_once(client, timeout, self.job_id if self._use_job_id else None)
+        if isinstance(result, NotFoundError) and self._use_job_id and self.job_id and self.job_id_fallback:
+            # The run's own exec_id is real: a service that does not know it as a job_id does not support job_id.
+            self._use_job_id = False
+            self.log.warning(
+                "CodeArts task %s: progress does not know job_id %s (%s); following the task's latest scan",
+                self.codecheck_task_id,
+                self.job_id,
+                result,
+            )
+            result = await self._poll_once(client, timeout, None)
+        return result
+
+    async def _poll_once(
+        self, client: AsyncClient, timeout: float | None, job_id: str | None
+    ) -> TaskProgress | CodeCheckError:
         # Bound the poll (with its retries) by the deadline, so the wait ends on time. Not asyncio.wait_for: before
         # Python 3.12 it swallows a cancellation that arrives just as the poll completes, and the cancelled
         # trigger (triggerer shutdown, trigger moved to another triggerer) would go on polling until the scan ends.
@@ -138,15 +165,13 @@ class CodeCheckTaskTrigger(BaseTrigger):
             # BENCHMARKS.md), and a cancellation of this task is never swallowed.
             try:
                 async with asyncio.timeout(timeout):
-                    progress: TaskProgress = await client.get_task_progress(
-                        self.codecheck_task_id, self.job_id
-                    )
+                    progress: TaskProgress = await client.get_task_progress(self.codecheck_task_id, job_id)
                 return progress
             except TimeoutError:
                 return TransportError("poll cut short by the wait deadline")
             except CodeCheckError as error:
                 return error
-        poll = asyncio.ensure_future(client.get_task_progress(self.codecheck_task_id, self.job_id))
+        poll = asyncio.ensure_future(client.get_task_progress(self.codecheck_task_id, job_id))
         try:
             done, _ = await asyncio.wait({poll}, timeout=timeout)
             if not done:
@@ -180,9 +205,19 @@ class CodeCheckTaskTrigger(BaseTrigger):
         hook = CodeCheckHook(self.codecheck_conn_id)
         try:
             async with hook.async_client() as client:
-                progress = await client.get_task_progress(self.codecheck_task_id, self.job_id or self.exec_id)
+                try:
+                    progress = await client.get_task_progress(
+                        self.codecheck_task_id, (self.job_id or self.exec_id) if self._use_job_id else None
+                    )
+                except CodeCheckError as error:  # a real kill: stop unless the scan is known to have ended
+                    self.log.warning(
+                        "Could not read CodeArts task %s before stopping it: %s",
+                        self.codecheck_task_id,
+                        error,
+                    )
+                    progress = None
                 fresh = self.stale_until is None or time.time() >= self.stale_until
-                if progress.status.is_terminal and fresh:
+                if progress is not None and progress.status.is_terminal and fresh:
                     self.log.info(
                         "CodeArts task %s already ended (%s): nothing to stop",
                         self.codecheck_task_id,

@@ -117,3 +117,41 @@ def test_operator_retry_inside_the_lag_attaches_instead_of_running_again(emulato
     assert ti_states(dag_run) == {"scan": "success"}
     assert xcom(dag_run, "scan", "task_status") == 2
     assert emulator.stats()["runs"] == {"lag-retry": 2}  # try 1's run, try 2's refused run: nothing resent
+
+
+def test_a_rendered_none_job_id_means_no_job_id(emulator):
+    # "{{ ti.xcom_pull(...) }}" of an XCom that held None renders as the text "None".
+    emulator.add_task(task_id="none-job", duration_s=0.3, final_status=2, running=False)
+    kwargs = {
+        "codecheck_task_id": "none-job",
+        "job_id": "{{ None }}",
+        "poll_interval": 0.1,
+        "deferrable": True,
+    }
+    dag_run = build_dag("operator_job_id_none", {"scan": (OPERATOR, kwargs)}).test()
+    assert ti_states(dag_run) == {"scan": "success"}
+    assert emulator.stats()["runs"] == {"none-job": 1}
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_unknown_job_id_falls_back_to_the_latest_scan_only_for_the_operators_own_run(emulator, fallback):
+    # A service that does not know a job_id answers CC.00050002. For the operator's own exec_id (which exists)
+    # that means "job_id unsupported": follow the latest scan. For a user-given id it is an error.
+    import asyncio
+
+    from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+    from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
+
+    emulator.add_task(task_id="no-job", duration_s=0.4, final_status=2, running=True)
+    trigger = CodeCheckTaskTrigger(
+        "no-job", poll_interval=0.1, exec_id="ghost", job_id="ghost", job_id_fallback=fallback
+    )
+
+    async def events():
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(events())
+    worker = CodeCheckHook().wait_for_scan("no-job", 0.1, 30, job_id="ghost", job_id_fallback=fallback)
+    expected = "success" if fallback else "error"
+    assert (event["status"], worker["status"]) == (expected, expected)
+    assert CodeCheckTaskTrigger(**trigger.serialize()[1]).job_id_fallback is fallback

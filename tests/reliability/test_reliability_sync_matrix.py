@@ -179,8 +179,8 @@ def test_poke_sensor_fault_matrix(emu, use_connection, kind):
 def test_operator_attaches_to_a_running_scan_and_starts_none(emu, use_connection, deferrable):
     use_connection()
     # One operator per DAG run (dag.test() runs tasks one after another), on a scan long enough to still be
-    # running when dag.test() (seconds of start-up) reaches it.
-    (task,) = rh.add_tasks(emu, "op-run200", 1, min_duration=10.0, running=True)
+    # running when dag.test() reaches it (start-up took up to ~14 s on a loaded 2-core machine).
+    (task,) = rh.add_tasks(emu, "op-run200", 1, min_duration=30.0, running=True)
     before = emu.get_task(task.task_id)["last_exec_id"]
     kwargs = {
         "codecheck_task_id": task.task_id,
