@@ -32,8 +32,8 @@ def pytest_sessionfinish(session: object, exitstatus: int) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_request_budgets() -> Iterator[None]:
     """Each test starts with unthrottled request budgets: a 429 one test provokes never paces another."""
-    from airflow_provider_codecheck.core import budget
+    from airflow_provider_codecheck.core import budgets
 
-    budget.BUDGETS.clear()
+    budgets.BUDGETS.clear()
     yield
-    budget.BUDGETS.clear()
+    budgets.BUDGETS.clear()

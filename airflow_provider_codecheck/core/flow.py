@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from airflow_provider_codecheck.core import iam
-from airflow_provider_codecheck.core.budget import BUDGETS, Budget, Budgets, Ticket, budget_key, stated_limit
+from airflow_provider_codecheck.core.budget import Budget, Ticket
+from airflow_provider_codecheck.core.budgets import BUDGETS, Budgets, budget_key, stated_limit
 from airflow_provider_codecheck.core.errors import (
     CodeCheckError,
     InvalidResponseError,

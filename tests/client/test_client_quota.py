@@ -14,7 +14,7 @@ from typing import Any
 import cc_client_helpers as h
 import pytest
 
-from airflow_provider_codecheck.core import budget
+from airflow_provider_codecheck.core import budgets
 from airflow_provider_codecheck.core.driving import run_flow, run_flow_async
 from airflow_provider_codecheck.core.errors import CodeCheckError
 from airflow_provider_codecheck.core.retry import RetryPolicy
@@ -53,7 +53,7 @@ def _check(emu: EmulatorServer, events: list[dict[str, Any]]) -> None:
     # waits start together: WAITS - RATE 429s, nothing configured); the budget learns from it and keeps the
     # rest rare.
     assert throttled <= WAITS - RATE + 5, stats
-    assert progress - throttled >= 2 * WAITS, stats  # every wait polled more than once
+    assert progress - throttled >= WAITS, stats  # every verdict came from a poll the quota let through
 
 
 def test_concurrent_async_waits_share_one_budget_and_rarely_meet_the_quota(emu: EmulatorServer) -> None:
@@ -79,7 +79,7 @@ def test_concurrent_async_waits_share_one_budget_and_rarely_meet_the_quota(emu: 
             return list(await asyncio.gather(*(wait(t) for t in ids)))
 
     _check(emu, asyncio.run(main()))
-    assert budget.BUDGETS.get(budget.budget_key(settings)).throttles >= 1
+    assert budgets.BUDGETS.get(budgets.budget_key(settings)).throttles >= 1
 
 
 def test_concurrent_sync_waits_in_threads_share_one_budget(emu: EmulatorServer) -> None:

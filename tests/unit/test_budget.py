@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_codecheck.core import budget as b
+from airflow_provider_codecheck.core import budgets as bs
 from airflow_provider_codecheck.core.errors import ConnectionConfigError
 from airflow_provider_codecheck.core.settings import settings_from_connection
 
@@ -159,15 +160,15 @@ def test_the_cap_bounds_the_rate_from_the_start_and_the_learned_rate_after() -> 
 def test_budget_keys_name_no_secret() -> None:
     extra = {"auth_type": "aksk", "region": "cn-north-4"}
     aksk = settings_from_connection(None, "MYAK", "very-secret-sk", extra)
-    assert b.budget_key(aksk) == ("https://codearts-check.cn-north-4.myhuaweicloud.com", "ak MYAK")
+    assert bs.budget_key(aksk) == ("https://codearts-check.cn-north-4.myhuaweicloud.com", "ak MYAK")
     token = settings_from_connection(None, None, "secret-token-value", {**extra, "auth_type": "token"})
-    key = b.budget_key(token)
+    key = bs.budget_key(token)
     assert "secret-token-value" not in repr(key)
     pwd = settings_from_connection(
         None, "user", "pw-secret", {**extra, "auth_type": "password", "domain_name": "dom"}
     )
-    assert b.budget_key(pwd)[1] == "user dom/user"
-    assert "pw-secret" not in repr(b.BUDGETS.get(b.budget_key(pwd)))
+    assert bs.budget_key(pwd)[1] == "user dom/user"
+    assert "pw-secret" not in repr(bs.BUDGETS.get(bs.budget_key(pwd)))
 
 
 @pytest.mark.parametrize("bad", ["fast", "0", -1, "nan", "inf", True, "1e9"])
@@ -184,7 +185,7 @@ def test_max_requests_per_second_accepts(raw: object, value: float | None) -> No
 
 
 def test_registry_shares_one_budget_per_key_and_follows_the_cap() -> None:
-    budgets = b.Budgets()
+    budgets = bs.Budgets()
     one = budgets.get(("e", "ak A"))
     assert budgets.get(("e", "ak A")) is one
     assert budgets.get(("e", "ak B")) is not one
@@ -200,7 +201,7 @@ def _flow_setup() -> tuple[b.Budgets, FakeClock, object]:
     from airflow_provider_codecheck.core import flow
 
     clock = FakeClock()
-    budgets = b.Budgets(clock)
+    budgets = bs.Budgets(clock)
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     ctx = flow.Context(monotonic=clock, now=lambda: now, rand=lambda: 0.0, budgets=budgets)
     return budgets, clock, ctx
@@ -220,7 +221,7 @@ def test_a_429_with_retry_after_makes_the_next_call_of_another_flow_wait() -> No
     throttled = HttpResponse(429, {"retry-after": "2"}, b'{"error_code": "APIGW.0308", "error_msg": "x"}')
     with pytest.raises(Exception, match="429"):
         first.send(throttled)
-    budget = budgets.get(b.budget_key(settings))
+    budget = budgets.get(bs.budget_key(settings))
     assert budget.throttled
     second = flow.perform(ops.get_task_progress("t2"), settings, policy, ctx)  # type: ignore[arg-type]
     effect = second.send(None)
@@ -267,14 +268,14 @@ def test_the_limit_a_gateway_429_names_caps_the_rate_and_its_probing() -> None:
         b'{"error_code": "APIGW.0308", "error_msg": "The throttling threshold has been reached: policy user '
         b'over ratelimit,limit:100,time:1 second", "request_id": "r"}'
     )
-    assert b.stated_limit(body) == 100.0
-    assert b.stated_limit(body.replace(b"100,time:1 second", b"600,time:1 minute")) == 10.0
-    assert b.stated_limit(b'{"error_code": "APIGW.0308"}') is None
+    assert bs.stated_limit(body) == 100.0
+    assert bs.stated_limit(body.replace(b"100,time:1 second", b"600,time:1 minute")) == 10.0
+    assert bs.stated_limit(b'{"error_code": "APIGW.0308"}') is None
     budget, clock, notes = make()
     for _ in range(400):  # 400 requests/s for 1 s, over a limit of 100
         send(budget)
         clock.now += 0.0025
-    budget.observe(send(budget), throttled=True, retry_after=1, stated=b.stated_limit(body))
+    budget.observe(send(budget), throttled=True, retry_after=1, stated=bs.stated_limit(body))
     assert budget.rate == pytest.approx(95)  # at once just under the named limit, no cascade of cuts
     assert "limit of 100" in notes[0][1]
     drive(budget, clock, 30)
