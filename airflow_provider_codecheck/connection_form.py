@@ -78,6 +78,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Per-request timeout.",
         "schema": {"type": ["number", "null"], "default": DEFAULT_TIMEOUT, "minimum": 1, "maximum": 600},
     },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "description": "Optional cap on this connection's calls per process (endpoint and identity); "
+        "empty: no cap, the rate is learned from the service's 429 answers.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
     "console_url_template": {
         "label": "Console URL template",
         "description": "Link to a task in the console; placeholders {region}, {project_id}, {task_id}.",

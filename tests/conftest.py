@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="codecheck-airflow-home-"))
@@ -24,3 +27,13 @@ os.environ.pop("AIRFLOW_CONN_CODECHECK_DEFAULT", None)
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_request_budgets() -> Iterator[None]:
+    """Each test starts with unthrottled request budgets: a 429 one test provokes never paces another."""
+    from airflow_provider_codecheck.core import budgets
+
+    budgets.BUDGETS.clear()
+    yield
+    budgets.BUDGETS.clear()

@@ -15,19 +15,25 @@ T = TypeVar("T")
 
 def run_flow(flow: Generator[E, Any, T], answer: Callable[[E], Any]) -> T:
     reply: Any = None
-    while True:
-        try:
-            effect = flow.send(reply)
-        except StopIteration as done:
-            return done.value
-        reply = answer(effect)
+    try:
+        while True:
+            try:
+                effect = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = answer(effect)
+    finally:
+        flow.close()  # answering failed (cancelled, interrupted): the flow's own clean-up runs now
 
 
 async def run_flow_async(flow: Generator[E, Any, T], answer: Callable[[E], Awaitable[Any]]) -> T:
     reply: Any = None
-    while True:
-        try:
-            effect = flow.send(reply)
-        except StopIteration as done:
-            return done.value
-        reply = await answer(effect)
+    try:
+        while True:
+            try:
+                effect = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = await answer(effect)
+    finally:
+        flow.close()  # answering failed (cancelled, deadline): the flow's own clean-up runs now

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from airflow_provider_codecheck.core import iam
+from airflow_provider_codecheck.core.budget import Budget, Ticket
+from airflow_provider_codecheck.core.budgets import BUDGETS, Budgets, budget_key, stated_limit
 from airflow_provider_codecheck.core.errors import (
     CodeCheckError,
     InvalidResponseError,
@@ -35,7 +37,7 @@ from airflow_provider_codecheck.core.http import (
 )
 from airflow_provider_codecheck.core.models import IamToken
 from airflow_provider_codecheck.core.operations import Operation
-from airflow_provider_codecheck.core.responses import decode
+from airflow_provider_codecheck.core.responses import decode, parse_retry_after
 from airflow_provider_codecheck.core.retry import RetryPolicy
 from airflow_provider_codecheck.core.settings import AkSkAuth, ConnectionSettings, PasswordAuth
 
@@ -78,6 +80,8 @@ class Context:
     now: Callable[[], datetime] = utc_now
     rand: Callable[[], float] = random.random
     user_agent: str = USER_AGENT
+    budgets: Budgets | None = BUDGETS
+    """The process-wide request budgets (core/budget.py); None: calls are not paced."""
 
 
 DEFAULT_CONTEXT = Context()
@@ -118,6 +122,31 @@ def _read(outcome: Outcome, url: str, interpret: Callable[[HttpResponse], T]) ->
         raise
 
 
+def admitted(budget: Budget) -> Flow[Ticket]:
+    """Wait (``Sleep``) for this call's turn in ``budget``: callers are served in the order they asked.
+
+    A caller that stops waiting (the flow is closed: cancelled task, deadline) gives its turn to the next.
+    """
+    ticket = budget.enter()
+    try:
+        while (wait := budget.acquire(ticket)) > 0:
+            yield Sleep(wait)
+    finally:
+        if ticket.granted_at is None:
+            budget.leave(ticket)
+    return ticket
+
+
+def observe(budget: Budget, ticket: Ticket, outcome: Outcome, ctx: Context) -> None:
+    """Teach ``budget`` the answer: a 429 (and its Retry-After) slows and may pause it; a reply probes up."""
+    if isinstance(outcome, HttpResponse):
+        if outcome.status != 429:
+            budget.observe(ticket, False)
+            return
+        retry_after = parse_retry_after(outcome.headers.get("retry-after"), ctx.now())
+        budget.observe(ticket, True, retry_after, stated_limit(outcome.body))
+
+
 def attempts(
     name: str,
     build: Callable[[], Send],
@@ -126,6 +155,7 @@ def attempts(
     policy: RetryPolicy,
     ctx: Context,
     renew: Callable[[bool], Flow[None]] | None = None,
+    budget: Budget | None = None,
 ) -> Flow[T]:
     """Send ``build()`` until ``read`` accepts the outcome or the policy gives up.
 
@@ -139,8 +169,11 @@ def attempts(
     renewed = False
     while True:
         attempt += 1
+        ticket = (yield from admitted(budget)) if budget is not None else None
         send = build()
         outcome = yield send
+        if budget is not None and ticket is not None:
+            observe(budget, ticket, outcome, ctx)
         try:
             return read(outcome, send.request.url.split("?", 1)[0])
         except CodeCheckError as error:
@@ -183,9 +216,14 @@ def perform(
             token = fresh
 
     name = f"{op.name} {op.call.method} {op.call.path}"
+    budget = (
+        None
+        if ctx.budgets is None
+        else ctx.budgets.get(budget_key(settings), settings.max_requests_per_second)
+    )
     return (
         yield from attempts(
-            name, build, read, op.call.idempotent, policy, ctx, renew if needs_token else None
+            name, build, read, op.call.idempotent, policy, ctx, renew if needs_token else None, budget
         )
     )
 

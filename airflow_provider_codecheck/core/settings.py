@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class ConnectionSettings:
     project_id: str | None = None
     """CodeArts project UUID (used for console links)."""
     console_url_template: str = DEFAULT_CONSOLE_URL
+    max_requests_per_second: float | None = None
+    """Explicit cap of the request budget (core/budget.py); None: learned from 429s only."""
 
     def transport_key(self) -> tuple[Any, ...]:
         """What two clients must share to reuse one HTTP connection pool (no secrets in it)."""
@@ -250,6 +253,7 @@ def settings_from_connection(
         ) from None
     if not 0 < timeout <= 600:
         raise ConnectionConfigError(f"connection extra 'timeout' must be in (0, 600] seconds, got {timeout}")
+    max_rps = _max_requests_per_second(extra.get("max_requests_per_second"))
     proxy = _extra_str(extra, "proxy")
     if proxy:
         proxy = _clean_url(proxy, "proxy", allow_credentials=True)
@@ -263,7 +267,26 @@ def settings_from_connection(
         proxy=proxy,
         project_id=_extra_str(extra, "project_id"),
         console_url_template=_extra_str(extra, "console_url_template") or DEFAULT_CONSOLE_URL,
+        max_requests_per_second=max_rps,
     )
+
+
+def _max_requests_per_second(raw: Any) -> float | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        if isinstance(raw, bool):
+            raise TypeError
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConnectionConfigError(
+            f"connection extra 'max_requests_per_second' must be a number of requests per second, got {raw!r}"
+        ) from None
+    if not (math.isfinite(value) and 0 < value <= 10000):
+        raise ConnectionConfigError(
+            f"connection extra 'max_requests_per_second' must be in (0, 10000], got {raw!r}"
+        )
+    return value
 
 
 def console_url(settings: ConnectionSettings, task_id: str) -> str | None:

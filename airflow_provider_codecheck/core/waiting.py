@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_codecheck.core.errors import CodeCheckError
 from airflow_provider_codecheck.core.models import TaskProgress, TaskStatus
+from airflow_provider_codecheck.core.pacing import Pacer, default_max_interval
 
 EVENT_STATUSES = ("success", "failed", "stopped", "timeout", "error")
 
@@ -74,6 +75,7 @@ def wait_for_scan(
     stale_until: float | None = None,
     exec_id: str | None = None,
     clock: Callable[[], float] = time.time,
+    max_poll_interval: float | None = None,
 ) -> Generator[WaitEffect, Any, dict[str, Any]]:
     """Poll until the scan reaches a terminal status, a permanent error, or ``deadline`` (Unix time).
 
@@ -83,7 +85,11 @@ def wait_for_scan(
 
     A poll answered with an error carrying ``retry_after`` (HTTP 429 Retry-After) makes the next pause at least
     that long, still bounded by the deadline.
+
+    Pauses adapt to the scan's estimated end (core/pacing.py, docs/polling.md): between ``poll_interval`` near
+    the end and ``max_poll_interval`` (default: ten intervals, at most 5 minutes) far from it or while stalled.
     """
+    pacer = Pacer(poll_interval, max_poll_interval or default_max_interval(poll_interval))
     seen_checking = False
     throttled_for = 0.0
     last: tuple[Any, ...] | None = None
@@ -121,9 +127,12 @@ def wait_for_scan(
                     progress=answer,
                     exec_id=exec_id,
                 )
+            pacer.observe(clock(), answer.status is TaskStatus.CHECKING, answer.ratio)
+            if news := pacer.news(clock()):
+                yield Report("info", f"CodeArts task {codecheck_task_id}: {news}")
         else:  # a driver bug, not a service condition
             raise TypeError(f"Poll must be answered with TaskProgress or CodeCheckError, got {answer!r}")
-        pause = max(poll_interval, throttled_for)
+        pause = max(pacer.pause(clock()), throttled_for)
         throttled_for = 0.0
         if deadline is not None:
             pause = max(0.0, min(pause, deadline - clock()))

@@ -164,6 +164,7 @@ class CodeCheckHook(BaseHook):
         exec_id: str | None = None,
         job_id: str | None = None,
         job_id_fallback: bool = False,
+        max_poll_interval: float | None = None,
     ) -> dict[str, Any]:
         """Block until the scan ends (worker-side twin of CodeCheckTaskTrigger); returns the same event.
 
@@ -197,4 +198,7 @@ class CodeCheckHook(BaseHook):
                 getattr(self.log, effect.level)(effect.message)
             return None
 
-        return run_flow(wait_for_scan(task_id, poll_interval, deadline, stale_until, exec_id), answer)
+        flow = wait_for_scan(
+            task_id, poll_interval, deadline, stale_until, exec_id, max_poll_interval=max_poll_interval
+        )
+        return run_flow(flow, answer)

@@ -45,6 +45,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
     :param cancel_on_kill: stop the scan if a user kills the deferred task (Airflow >= 3.3).
     :param job_id_fallback: if progress does not know ``job_id`` (CC.00050002), follow the task's latest scan
         instead of failing (set by the operator for its own run's exec_id, which certainly exists).
+    :param max_poll_interval: longest pause between polls (None: ten intervals, at most 300 s); docs/polling.md.
     """
 
     def __init__(
@@ -58,8 +59,10 @@ class CodeCheckTaskTrigger(BaseTrigger):
         stale_until: float | None = None,
         cancel_on_kill: bool = False,
         job_id_fallback: bool = False,
+        max_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
+        self.max_poll_interval = max_poll_interval
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
         self.poll_interval = float(poll_interval)
@@ -84,6 +87,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
                 "stale_until": self.stale_until,
                 "cancel_on_kill": self.cancel_on_kill,
                 "job_id_fallback": self.job_id_fallback,
+                "max_poll_interval": self.max_poll_interval,
             },
         )
 
@@ -127,7 +131,12 @@ class CodeCheckTaskTrigger(BaseTrigger):
             return None
 
         flow = wait_for_scan(
-            self.codecheck_task_id, self.poll_interval, self.deadline, self.stale_until, self.exec_id
+            self.codecheck_task_id,
+            self.poll_interval,
+            self.deadline,
+            self.stale_until,
+            self.exec_id,
+            max_poll_interval=self.max_poll_interval,
         )
         return await run_flow_async(flow, answer)
 
