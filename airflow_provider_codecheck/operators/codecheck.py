@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from airflow_provider_codecheck.durations import max_interval, seconds
 from airflow_provider_codecheck.links.codecheck import CONSOLE_URL_XCOM_KEY, CodeCheckTaskLink
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 
@@ -21,25 +22,6 @@ if TYPE_CHECKING:
 
 # A CodeArts check lasts at most 12 hours: a longer default wait only hides a stuck wait.
 TWELVE_HOURS = 12 * 3600.0
-
-
-def _seconds(value: Any, name: str) -> float:
-    """A positive duration given as seconds (int/float) or ``datetime.timedelta``; else a clear error."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
-
-        raise CodeCheckConfigurationError(
-            f"{name} must be seconds (a number) or a datetime.timedelta, got {type(value).__name__} {value!r}"
-        )
-    if not seconds > 0 or seconds == float("inf"):
-        from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
-
-        raise CodeCheckConfigurationError(f"{name} must be positive and finite, got {value!r}")
-    return seconds
 
 
 class CodeCheckRunTaskOperator(BaseOperator):
@@ -67,7 +49,10 @@ class CodeCheckRunTaskOperator(BaseOperator):
         ``access_token``. Prefer a service endpoint over an access token here: rendered fields are stored.
     :param wait_for_completion: wait for the scan to end (default True).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
-    :param poll_interval: seconds (number or ``timedelta``) between progress polls.
+    :param poll_interval: seconds (number or ``timedelta``) between progress polls near the scan's estimated end
+        (the shortest pause; see docs/polling.md).
+    :param max_poll_interval: the longest pause between polls while the scan is far from its estimated end or
+        its ratio stalls, seconds or ``timedelta`` (default: ten ``poll_interval``, at most 300 s).
     :param wait_timeout: how long to wait for the scan before failing, seconds or ``timedelta`` (default 12
         hours, the longest a CodeArts check lasts).
     :param fail_on_failure: a failed or stopped scan fails the task (after the XCom is pushed).
@@ -113,6 +98,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | timedelta = 30.0,
+        max_poll_interval: float | timedelta | None = None,
         wait_timeout: float | timedelta = TWELVE_HOURS,
         fail_on_failure: bool = True,
         quality_gate: dict[str, int] | None = None,
@@ -129,8 +115,9 @@ class CodeCheckRunTaskOperator(BaseOperator):
         self.run_body = run_body
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.wait_timeout = _seconds(wait_timeout, "wait_timeout")
+        self.poll_interval = seconds(poll_interval, "poll_interval")
+        self.max_poll_interval = max_interval(max_poll_interval, self.poll_interval)
+        self.wait_timeout = seconds(wait_timeout, "wait_timeout")
         self.fail_on_failure = fail_on_failure
         self.quality_gate = quality_gate
         self.fail_on_service_gate = fail_on_service_gate
@@ -171,6 +158,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     codecheck_task_id=self.codecheck_task_id,
                     codecheck_conn_id=self.codecheck_conn_id,
                     poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
                     deadline=time.time() + self.wait_timeout,
                     exec_id=exec_id,
                     job_id=self.job_id or exec_id,
@@ -190,6 +178,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             exec_id,
             self.job_id or exec_id,
             job_id_fallback=self.job_id is None,
+            max_poll_interval=self.max_poll_interval,
         )
         return self._finish(context, event)
 

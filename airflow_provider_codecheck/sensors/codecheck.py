@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
 
+from airflow_provider_codecheck.durations import max_interval
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 
 TWELVE_HOURS = 12 * 3600.0
@@ -52,6 +53,9 @@ class CodeCheckTaskSensor(BaseSensorOperator):
     :param job_id: optional execution-record id for the progress API (templated); same as ``exec_id``.
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
         ``[operators] default_deferrable``. ``poke_interval`` is the poll interval in every mode.
+    :param max_poll_interval: deferred mode: the longest pause between polls while the scan is far from its
+        estimated end or its ratio stalls, seconds or ``timedelta`` (default: ten ``poke_interval``, at most
+        300 s; ``poke_interval`` is the shortest). See docs/polling.md.
     """
 
     template_fields: Sequence[str] = ("codecheck_task_id", "codecheck_conn_id", "exec_id", "job_id")
@@ -65,10 +69,12 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         exec_id: str | None = None,
         job_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_poll_interval: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("timeout", TWELVE_HOURS)  # a check lasts at most 12 hours
         super().__init__(**kwargs)
+        self.max_poll_interval = max_interval(max_poll_interval, float(self.poke_interval))
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
         self.exec_id = exec_id
@@ -127,6 +133,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
                 codecheck_task_id=self.codecheck_task_id,
                 codecheck_conn_id=self.codecheck_conn_id,
                 poll_interval=self.poke_interval,
+                max_poll_interval=self.max_poll_interval,
                 deadline=time.time() + self.timeout,
                 exec_id=self._execution(),
                 job_id=self._execution(),
