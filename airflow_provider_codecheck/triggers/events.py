@@ -20,14 +20,19 @@ from airflow_provider_codecheck.core.models import CheckRecord, DefectSummary, T
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.provider_info import DEFAULT_CONN_ID
 
-try:  # Airflow >= 3.0
-    from airflow.triggers.base import BaseEventTrigger as _EventTriggerBase
+if TYPE_CHECKING:  # type-checked against the base both Airflow lines have (mypy runs on 3.3 and 2.11)
+    from airflow.triggers.base import BaseTrigger as _EventTriggerBase
 
-    EVENT_TRIGGERS_SUPPORTED = True
-except ImportError:  # Airflow 2.x: no event-driven scheduling
-    from airflow.triggers.base import BaseTrigger as _EventTriggerBase  # type: ignore[assignment]
+    EVENT_TRIGGERS_SUPPORTED: bool
+else:
+    try:  # Airflow >= 3.0
+        from airflow.triggers.base import BaseEventTrigger as _EventTriggerBase
 
-    EVENT_TRIGGERS_SUPPORTED = False
+        EVENT_TRIGGERS_SUPPORTED = True
+    except ImportError:  # Airflow 2.x: no event-driven scheduling
+        from airflow.triggers.base import BaseTrigger as _EventTriggerBase
+
+        EVENT_TRIGGERS_SUPPORTED = False
 
 from airflow.triggers.base import TriggerEvent
 
