@@ -45,6 +45,7 @@ ADMIN_USER = "admin"
 DAG_RUN_AND_BRANCH = "example_codecheck_run_and_branch"
 DAG_SENSOR = "example_codecheck_sensor"
 DAG_GATE = "example_codecheck_quality_gate"
+DAG_EVENT = "example_codecheck_event_driven"
 EXAMPLE_DAGS = (DAG_RUN_AND_BRANCH, DAG_SENSOR, DAG_GATE)
 CHROMIUM_FLAGS = (
     "--headless",
@@ -1040,6 +1041,11 @@ def create_connection_via_rest(api: AirflowApi, emulator: Emulator) -> None:
 DEFECTS_OK = {"critical": 0, "major": 3, "minor": 7, "suggestion": 12}
 DEFECTS_BAD = {"critical": 2, "major": 15, "minor": 1, "suggestion": 0}
 RESTART_SCAN_S = 60  # a new triggerer needs ~15 s to start and up to ~20 s more for its first poll here
+EVENT_TASK = "nightly-scan"  # the task example_codecheck_event_driven watches
+EVENT_ASSET_URI = f"codecheck://{EVENT_TASK}"
+EVENT_POLL_S = 60  # the example's poll_interval (hard-coded there): every wait below allows for it
+EVENT_PROJECT_ID = "0123456789abcdef0123456789abcdef"  # any 32-character project UUID: the emulator takes it
+WATERMARK_KEY = "codecheck_scan_watermark"
 
 
 def dict_in(text: Any) -> Any:
@@ -1292,6 +1298,173 @@ def triggerer_restart_scenario(
     checks.equal("restart: report_failure state", watch.tis["report_failure"]["state"], "skipped")
 
 
+def checkrecord_requests(emulator: Emulator) -> int:
+    """Reads of a scan history (``GET /v2/{project}/tasks/{id}/checkrecord``): one per poll of the watcher."""
+    return sum(count for key, count in emulator.stats()["requests"].items() if key.startswith("checkrecord "))
+
+
+def event_runs(api: AirflowApi) -> dict[str, dict[str, Any]]:
+    body = api.get(f"/dags/{DAG_EVENT}/dagRuns", params={"limit": 100})
+    return {run["dag_run_id"]: run for run in body["dag_runs"]}
+
+
+def event_driven_scenario(
+    checks: Checks,
+    api: AirflowApi,
+    emulator: Emulator,
+    stack: Stack,
+    services: dict[str, Service],
+    env: dict[str, str],
+) -> None:
+    """Issue 14 in the full stack: the scheduler starts one run of the event-driven example per finished scan
+    of nightly-scan; a triggerer restart between two scans neither replays the first nor loses the second.
+
+    Runs last: it adds checkrecord/progress/defects-summary requests the other scenarios do not expect."""
+    # The watcher needs the connection extra project_id (the scan history API has it in its path).
+    conn = api.get(f"/connections/{CONN_ID}")
+    extra = {**json.loads(conn.get("extra") or "{}"), "project_id": EVENT_PROJECT_ID}
+    api.request(
+        "PATCH",
+        f"/connections/{CONN_ID}",
+        params={"update_mask": ["extra"]},
+        json={"connection_id": CONN_ID, "conn_type": CONN_TYPE, "extra": json.dumps(extra)},
+    )
+    checks.equal(
+        "event-driven: connection extra project_id set",
+        json.loads(api.get(f"/connections/{CONN_ID}").get("extra") or "{}").get("project_id"),
+        EVENT_PROJECT_ID,
+    )
+    wait_until(
+        "nightly-scan idle (no scan running)", lambda: not emulator.task(EVENT_TASK).get("running"), 60, 0.5
+    )
+    checks.equal("event-driven: no run of the DAG before it is unpaused", len(event_runs(api)), 0)
+
+    # The dag-processor attaches a watcher's trigger only to an asset of an unpaused DAG, at the next parse
+    # of the file: unpause, then ask for that parse at once (rather than waiting min_file_process_interval).
+    records_before = checkrecord_requests(emulator)
+    dag = api.request("PATCH", f"/dags/{DAG_EVENT}", json={"is_paused": False})
+    api.request("PUT", f"/parseDagFile/{dag['file_token']}", expect=(201,))
+    log(
+        "unpaused the event-driven DAG and asked for its file to be parsed; waiting for the watcher's first poll"
+    )
+    wait_until(
+        "the watcher's first read of the scan history (its baseline)",
+        lambda: checkrecord_requests(emulator) > records_before,
+        120 + EVENT_POLL_S,
+        0.5,
+    )
+    assets = api.get("/assets", params={"uri_pattern": EVENT_ASSET_URI})["assets"]
+    # Airflow normalises the URI (codecheck://nightly-scan/); the name stays as written.
+    asset = next((a for a in assets if a["uri"].rstrip("/") == EVENT_ASSET_URI), None)
+    checks.check(
+        "event-driven: the asset codecheck://nightly-scan is registered",
+        asset is not None,
+        f"assets {[a['uri'] for a in assets]}",
+    )
+    asset_id = asset["id"] if asset else None
+
+    def watermark() -> dict[str, Any] | None:
+        if asset_id is None:
+            return None
+        response = api.http.get(f"/api/v2/assets/{asset_id}/state-store/{WATERMARK_KEY}")
+        if response.status_code != 200:
+            return None
+        value = response.json()["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    baseline = wait_until("the watcher's watermark in the asset state store", watermark, 30, 0.5)
+    checks.check(
+        "event-driven: the watcher stored its baseline watermark (earlier scans seen, no event for them)",
+        isinstance(baseline, dict) and isinstance(baseline.get("seen"), dict),
+        f"{len((baseline or {}).get('seen') or {})} earlier scans in the watermark",
+    )
+
+    def wait_for_runs(count: int, what: str) -> dict[str, dict[str, Any]]:
+        def done() -> dict[str, dict[str, Any]] | None:
+            runs = event_runs(api)
+            if len(runs) >= count and all(r["state"] in TERMINAL_RUN_STATES for r in runs.values()):
+                return runs
+            return None
+
+        return wait_until(what, done, EVENT_POLL_S + 120, 1)
+
+    def publish_checks(label: str, run_id: str, scan_id: str) -> None:
+        tis = api.task_instances(DAG_EVENT, run_id)
+        checks.equal(
+            f"event-driven: {label} run's publish task succeeded",
+            (tis.get("publish") or {}).get("state"),
+            "success",
+        )
+        checks.equal(
+            f"event-driven: {label} run's publish XCom names {label}",
+            api.xcom(DAG_EVENT, run_id, "publish"),
+            [scan_id],
+        )
+
+    # Scan 1, started "from outside" (a commit): exactly one run, for that scan.
+    scan1 = emulator.http.post(
+        f"/_emulator/tasks/{EVENT_TASK}/commit", json={"duration_s": 2, "defects": DEFECTS_OK}
+    )
+    scan1.raise_for_status()
+    scan1_id = f"job:{scan1.json()['exec_id']}"
+    log(
+        f"committed scan 1 ({scan1_id}) of {EVENT_TASK}; waiting up to {EVENT_POLL_S + 120} s for its DAG run"
+    )
+    runs = wait_for_runs(1, "the DAG run for scan 1")
+    time.sleep(3)  # a second (wrong) run would be created at once with the first
+    runs = event_runs(api)
+    checks.equal("event-driven: scan 1 -> exactly one DAG run", len(runs), 1)
+    run1 = next(iter(runs))
+    checks.equal(
+        "event-driven: scan 1's run is asset-triggered", runs[run1].get("run_type"), "asset_triggered"
+    )
+    checks.equal("event-driven: scan 1's run state", runs[run1]["state"], "success")
+    publish_checks("scan 1", run1, scan1_id)
+
+    # Restart only once the watermark holds scan 1 (it moves at the poll after the event, commit_delay_s
+    # later): a restart before that replays scan 1, as documented (at least once).
+    wait_until(
+        "scan 1 in the stored watermark",
+        lambda: scan1_id in ((watermark() or {}).get("seen") or {}),
+        EVENT_POLL_S + 30,
+        1,
+    )
+    checks.check("event-driven: the watermark in the asset state store holds scan 1", True, scan1_id)
+    old = services["triggerer"]
+    log(f"restarting the triggerer (SIGTERM to pid {old.proc.pid}) between the two scans")
+    stack.stop(old, signal.SIGTERM, grace=30)
+    records_at_stop = checkrecord_requests(emulator)
+    services["triggerer"] = stack.start("triggerer", [AIRFLOW, "triggerer"], env, "triggerer-3.log")
+    wait_until(
+        "the new triggerer's watcher to read the scan history",
+        lambda: checkrecord_requests(emulator) > records_at_stop,
+        120,
+        0.5,
+    )
+    time.sleep(8)  # a replayed scan 1 would be fired at that first poll and scheduled within seconds
+    checks.equal(
+        "event-driven: after the triggerer restart, no replay of scan 1 (still one run)",
+        len(event_runs(api)),
+        1,
+    )
+
+    # Scan 2 after the restart: exactly two runs in total, the second for scan 2.
+    scan2 = emulator.http.post(
+        f"/_emulator/tasks/{EVENT_TASK}/commit", json={"duration_s": 2, "defects": DEFECTS_OK}
+    )
+    scan2.raise_for_status()
+    scan2_id = f"job:{scan2.json()['exec_id']}"
+    log(f"committed scan 2 ({scan2_id}); waiting up to {EVENT_POLL_S + 120} s for its DAG run")
+    wait_for_runs(2, "the DAG run for scan 2")
+    time.sleep(3)
+    runs = event_runs(api)
+    checks.equal("event-driven: scan 2 -> exactly two DAG runs in total (no replay of scan 1)", len(runs), 2)
+    new_runs = [run_id for run_id in runs if run_id != run1]
+    if new_runs:
+        checks.equal("event-driven: scan 2's run state", runs[new_runs[0]]["state"], "success")
+        publish_checks("scan 2", new_runs[0], scan2_id)
+
+
 # --- main -------------------------------------------------------------------------------------------------
 
 
@@ -1360,6 +1533,8 @@ def run_all(checks: Checks, stack: Stack, tmp: Path, screenshot: Path, ui_only: 
     log(
         f"emulator stats: requests {stats['requests']}, runs {stats['runs']}, iam tokens {stats['iam_tokens_issued']}"
     )
+    log("event-driven DAG runs: one per finished scan, a triggerer restart between two scans")
+    event_driven_scenario(checks, api, emulator, stack, services, env)
 
 
 def interrupt(signum: int, frame: Any) -> None:
