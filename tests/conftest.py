@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +30,21 @@ def pytest_sessionfinish(session: object, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_request_budgets() -> Iterator[None]:
-    """Each test starts with unthrottled request budgets: a 429 one test provokes never paces another."""
-    from airflow_provider_codecheck.core import budgets
+def _clear_process_state() -> None:
+    from airflow_provider_codecheck.core import budgets, iam
 
     budgets.BUDGETS.clear()
+    iam.TOKEN_CACHE.clear()
+    iam.CREDENTIAL_MEMO.clear()
+    hooks = sys.modules.get("airflow_provider_codecheck.hooks.codecheck")  # only if a test imported Airflow
+    if hooks is not None:
+        hooks.CONNECTION_CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    """Each test starts with the process-wide state empty: request budgets (a 429 one test provokes never
+    paces another), IAM tokens, rejected credentials and cached connections (a test's emulator is reset)."""
+    _clear_process_state()
     yield
-    budgets.BUDGETS.clear()
+    _clear_process_state()

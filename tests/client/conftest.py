@@ -1,4 +1,4 @@
-"""Fixtures of the client tests: emulators (shared, reset per test) and a clean process-wide token cache."""
+"""Fixtures of the client tests: emulators (shared, reset per test) (the process-wide caches are cleared by tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,8 @@ from collections.abc import Iterator
 import cc_client_helpers as h
 import pytest
 
-from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.emulator.defaults import AccessKey
 from airflow_provider_codecheck.emulator.server import EmulatorServer
-
-
-@pytest.fixture(autouse=True)
-def _clean_global_token_cache() -> Iterator[None]:
-    # Hooks use the process-wide cache; a token left by another test may belong to a reset emulator.
-    # Likewise the process-wide memo of rejected AK/SK keys (all tests share one emulator endpoint).
-    iam.TOKEN_CACHE.clear()
-    iam.CREDENTIAL_MEMO.clear()
-    yield
-    iam.TOKEN_CACHE.clear()
-    iam.CREDENTIAL_MEMO.clear()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite: a reset emulator, the connection pointing at it, a clean token cache."""
+"""Fixtures of the reliability suite: a reset emulator, the connection pointing at it (process-wide caches: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,9 @@ from typing import Any
 import pytest
 import reliability_helpers as rh
 
-from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.emulator.server import EmulatorServer
 
 _LOADED_AT = time.monotonic()
-
-
-@pytest.fixture(autouse=True)
-def _clean_token_cache() -> Iterator[None]:
-    # Hooks and triggers use the process-wide cache; a token left by another test may be from a reset emulator.
-    iam.TOKEN_CACHE.clear()
-    iam.CREDENTIAL_MEMO.clear()
-    yield
-    iam.TOKEN_CACHE.clear()
-    iam.CREDENTIAL_MEMO.clear()
 
 
 @pytest.fixture(autouse=True)
