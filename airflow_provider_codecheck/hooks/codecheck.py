@@ -13,8 +13,13 @@ from contextlib import asynccontextmanager
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import BaseHook
+
+try:  # newer common-compat releases; the floor (1.17) has only get_async_connection
+    from airflow.providers.common.compat.connection import get_async_extra_dejson
+except ImportError:
+    get_async_extra_dejson = None  # type: ignore[assignment]
 
 from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.driving import run_flow
@@ -247,8 +252,10 @@ class CodeCheckHook(BaseHook):
 
     async def _alookup_settings(self) -> ConnectionSettings:
         conn = await get_async_connection(self.codecheck_conn_id, self)
-        # extras read asynchronously: a sync extra_dejson is another blocking supervisor round trip on 3.3
-        return settings_from_airflow_connection(conn, await get_async_extra_dejson(conn))
+        # extras read asynchronously where common-compat can: a sync extra_dejson is another blocking
+        # supervisor round trip on 3.3
+        extra = await get_async_extra_dejson(conn) if get_async_extra_dejson is not None else None
+        return settings_from_airflow_connection(conn, extra)
 
     @cached_property
     def client(self) -> SyncClient:
