@@ -26,6 +26,19 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ.pop("AIRFLOW_CONN_CODECHECK_DEFAULT", None)
 
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the provider's opt-in fixtures (users add ``pytest_plugins = [...]``, see its docstring).
+
+    Registered by hand, not with ``pytest_plugins``: an editable install made before the plugin became opt-in
+    still loads it through its old ``pytest11`` entry point, and registering a module twice is an error.
+    """
+    from airflow_provider_codecheck.emulator import pytest_plugin
+
+    if not config.pluginmanager.is_registered(pytest_plugin):
+        config.pluginmanager.register(pytest_plugin, "codecheck_emulator")
+
+
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 
