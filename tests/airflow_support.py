@@ -1,57 +1,74 @@
-"""Helpers for tests that run real Airflow against the emulator."""
+"""Helpers for tests that run real Airflow against the emulator: DAG files in the dags folder, runs, results.
+
+Airflow 3's ``dag.test()`` runs only DAGs found in the dags folder, so tests write their DAGs there
+(``write_dag``); the root conftest removes each test's files after it. Airflow is imported only by the
+functions that need it.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dag_files import write_dag
-
-
-def connection_json(base_url: str, auth_type: str = "password", **extra: object) -> str:
-    """An ``AIRFLOW_CONN_*`` value pointing at an emulator with its default credentials."""
-    from airflow_provider_codecheck.emulator import defaults
-
-    login, password = {
-        "password": (defaults.IAM_USER, defaults.IAM_PASSWORD),
-        "aksk": (defaults.ACCESS_KEY, defaults.SECRET_KEY),
-    }.get(auth_type, (None, None))
-    fields = {"auth_type": auth_type, "domain_name": defaults.IAM_DOMAIN, "iam_endpoint": base_url, **extra}
-    if auth_type == "token":
-        password = str(fields.pop("token"))
-    return json.dumps(
-        {
-            "conn_type": "huaweicloud_codecheck",
-            "host": base_url,
-            "login": login,
-            "password": password,
-            "extra": fields,
-        }
-    )
+WRITTEN_DAGS: list[Path] = []
+"""DAG files written by the running test (removed after it by ``remove_written_dags``)."""
 
 
 def dags_folder() -> Path:
     return Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
 
-def load_example(name: str) -> Any:
-    """Import a DAG module from the dags folder afresh, so each test gets its own DAG object."""
-    path = str(dags_folder())
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    sys.modules.pop(name, None)
-    return __import__(name).dag
+def write_dag(
+    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: Iterable[tuple[str, str]] = ()
+) -> Path:
+    """Write a DAG of provider tasks into the dags folder and return its path.
+
+    ``tasks`` maps task ids to (class name from the provider, keyword arguments as Python literals);
+    ``edges`` are (upstream, downstream) task id pairs.
+    """
+    lines = [
+        "import datetime",
+        "import pendulum",
+        "from airflow.providers.common.compat.sdk import DAG",
+        "from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator",
+        "from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor",
+        f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz='UTC'),"
+        " catchup=False) as dag:",
+    ]
+    for task_id, (cls, kwargs) in tasks.items():
+        args = "".join(f", {key}={value!r}" for key, value in kwargs.items())
+        lines.append(f"    {task_id} = {cls}(task_id={task_id!r}{args})")
+    lines.extend(f"    {upstream} >> {downstream}" for upstream, downstream in edges)
+    path = dags_folder() / f"{dag_id}.py"
+    path.write_text("\n".join(lines) + "\n")
+    WRITTEN_DAGS.append(path)
+    return path
+
+
+def remove_written_dags() -> None:
+    while WRITTEN_DAGS:
+        WRITTEN_DAGS.pop().unlink(missing_ok=True)
+
+
+def load_dag(dag_id: str) -> Any:
+    """Import a DAG module of the dags folder afresh, so each test gets its own DAG object."""
+    folder = str(dags_folder())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    sys.modules.pop(dag_id, None)
+    return importlib.import_module(dag_id).dag
 
 
 def build_dag(
-    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: list[tuple[str, str]] | None = None
+    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: Iterable[tuple[str, str]] = ()
 ) -> Any:
-    """Write a DAG file with the given provider tasks (``dag_files.write_dag``) and load it."""
-    write_dag(dag_id, tasks, edges or ())
-    return load_example(dag_id)
+    """``write_dag`` and ``load_dag``."""
+    write_dag(dag_id, tasks, edges)
+    return load_dag(dag_id)
 
 
 def run_dag(dag: Any, **conf: Any) -> Any:

@@ -61,7 +61,7 @@ def test_retry_after_is_bounded_by_the_deadline():
     assert event["status"] == "timeout"
 
 
-def test_throttled_poke_is_not_repeated_before_retry_after(emulator):
+def test_throttled_poke_is_not_repeated_before_retry_after(default_conn_emulator):
     # Sensor poke/reschedule modes: the next poke comes no sooner than the server's Retry-After.
     import time
 
@@ -69,7 +69,7 @@ def test_throttled_poke_is_not_repeated_before_retry_after(emulator):
     from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
     from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
 
-    emulator.add_task(
+    default_conn_emulator.add_task(
         task_id="throttled",
         duration_s=30,
         final_status=2,

@@ -8,11 +8,11 @@ import threading
 from typing import Any
 
 import pytest
-from dag_helpers import connection_json
 
 from airflow_provider_codecheck.core.errors import AuthenticationError, CodeCheckError
 from airflow_provider_codecheck.hooks import codecheck as hook_module
 from airflow_provider_codecheck.hooks.codecheck import CONNECTION_CACHE, CONNECTION_CACHE_TTL, CodeCheckHook
+from airflow_provider_codecheck.testing import connection_json
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +52,13 @@ def test_ttl_is_short() -> None:
     assert 30 <= CONNECTION_CACHE_TTL <= 60
 
 
-def test_concurrent_lookups_share_one(emulator: Any, lookups: list[str], clock: list[float]) -> None:
+def test_concurrent_lookups_share_one(
+    default_conn_emulator: Any, lookups: list[str], clock: list[float]
+) -> None:
     results = asyncio.run(_many(200))
     assert lookups == ["codecheck_default"]
     assert all(settings is results[0] for settings in results)
-    assert results[0].endpoint == emulator.base_url
+    assert results[0].endpoint == default_conn_emulator.base_url
 
     clock[0] += CONNECTION_CACHE_TTL - 1
     asyncio.run(_many(50))  # another event loop reuses the settings (plain data), still within the TTL
@@ -68,7 +70,9 @@ def test_concurrent_lookups_share_one(emulator: Any, lookups: list[str], clock: 
     assert all(settings is again[0] for settings in again)
 
 
-def test_errors_are_not_cached(emulator: Any, lookups: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_are_not_cached(
+    default_conn_emulator: Any, lookups: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.exceptions import AirflowNotFoundException
 
     for _ in range(2):
@@ -76,15 +80,15 @@ def test_errors_are_not_cached(emulator: Any, lookups: list[str], monkeypatch: p
             asyncio.run(_many(20, "codecheck_missing"))
     assert lookups == ["codecheck_missing", "codecheck_missing"]  # one shared lookup per burst, none cached
 
-    monkeypatch.setenv("AIRFLOW_CONN_CODECHECK_MISSING", connection_json(emulator.base_url))
+    monkeypatch.setenv("AIRFLOW_CONN_CODECHECK_MISSING", connection_json(default_conn_emulator.base_url))
     asyncio.run(_many(5, "codecheck_missing"))  # created since: found at once
     assert len(lookups) == 3
 
 
 def test_fixed_password_is_read_after_an_auth_error(
-    emulator: Any, lookups: list[str], monkeypatch: pytest.MonkeyPatch, clock: list[float]
+    default_conn_emulator: Any, lookups: list[str], monkeypatch: pytest.MonkeyPatch, clock: list[float]
 ) -> None:
-    good = connection_json(emulator.base_url)
+    good = connection_json(default_conn_emulator.base_url)
     bad = json.loads(good)
     bad["password"] = "wrong-password"
     monkeypatch.setenv("AIRFLOW_CONN_CODECHECK_DEFAULT", json.dumps(bad))
@@ -109,7 +113,9 @@ def test_fixed_password_is_read_after_an_auth_error(
     assert CONNECTION_CACHE.cached("codecheck_default") is not None
 
 
-def test_auth_error_raised_by_the_body_drops_the_entry(emulator: Any, lookups: list[str]) -> None:
+def test_auth_error_raised_by_the_body_drops_the_entry(
+    default_conn_emulator: Any, lookups: list[str]
+) -> None:
     async def body() -> None:
         async with CodeCheckHook().async_client():
             raise AuthenticationError("rejected", status=401)
@@ -121,7 +127,7 @@ def test_auth_error_raised_by_the_body_drops_the_entry(emulator: Any, lookups: l
     assert len(lookups) == 2
 
 
-def test_a_fresher_entry_survives_a_late_auth_error(emulator: Any, lookups: list[str]) -> None:
+def test_a_fresher_entry_survives_a_late_auth_error(default_conn_emulator: Any, lookups: list[str]) -> None:
     old = asyncio.run(_many(1))[0]
     CONNECTION_CACHE.forget("codecheck_default")
     fresh = asyncio.run(_many(1))[0]
@@ -129,7 +135,9 @@ def test_a_fresher_entry_survives_a_late_auth_error(emulator: Any, lookups: list
     assert CONNECTION_CACHE.cached("codecheck_default") is fresh
 
 
-def test_a_cancelled_caller_does_not_cancel_the_shared_lookup(emulator: Any, lookups: list[str]) -> None:
+def test_a_cancelled_caller_does_not_cancel_the_shared_lookup(
+    default_conn_emulator: Any, lookups: list[str]
+) -> None:
     async def scenario() -> list[Any]:
         first = asyncio.ensure_future(CodeCheckHook().aget_settings())
         others = [asyncio.ensure_future(CodeCheckHook().aget_settings()) for _ in range(10)]
@@ -142,7 +150,9 @@ def test_a_cancelled_caller_does_not_cancel_the_shared_lookup(emulator: Any, loo
     assert all(settings is results[0] for settings in results)
 
 
-def test_event_loops_do_not_share_in_flight_lookups(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_loops_do_not_share_in_flight_lookups(
+    default_conn_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two loops (threads) looking up at the same moment each await their own lookup, never the other's."""
     real = hook_module.get_async_connection
     both_in_flight = threading.Barrier(2, timeout=30)
@@ -174,7 +184,7 @@ def test_event_loops_do_not_share_in_flight_lookups(emulator: Any, monkeypatch: 
     assert loops[0] is not loops[1]
 
 
-def test_cache_repr_shows_no_secrets(emulator: Any) -> None:
+def test_cache_repr_shows_no_secrets(default_conn_emulator: Any) -> None:
     settings = asyncio.run(_many(1))[0]
     from airflow_provider_codecheck.emulator import defaults
 
@@ -184,10 +194,12 @@ def test_cache_repr_shows_no_secrets(emulator: Any) -> None:
 
 
 def test_a_changed_env_connection_is_read_at_once(
-    emulator: Any, lookups: list[str], monkeypatch: pytest.MonkeyPatch
+    default_conn_emulator: Any, lookups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asyncio.run(_many(5))
-    monkeypatch.setenv("AIRFLOW_CONN_CODECHECK_DEFAULT", connection_json(emulator.base_url, timeout=7))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CODECHECK_DEFAULT", connection_json(default_conn_emulator.base_url, timeout=7)
+    )
     changed = asyncio.run(_many(5))
     assert (
         len(lookups) == 2

@@ -7,13 +7,14 @@ import datetime
 import json
 
 import pytest
-from dag_helpers import build_dag, connection_json, ti_states, xcom
+from airflow_support import build_dag, ti_states, xcom
 
 from airflow_provider_codecheck.core.errors import ConnectionConfigError
 from airflow_provider_codecheck.core.settings import settings_from_connection
 from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
 from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
 from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
+from airflow_provider_codecheck.testing import connection_json
 from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -55,16 +56,16 @@ def test_connection_fields_an_http_stack_would_reject_fail_at_read_time(host, lo
     assert SECRET not in str(raised.value)
 
 
-def test_host_port_from_the_airflow_connection_is_honoured(emulator, monkeypatch):
+def test_host_port_from_the_airflow_connection_is_honoured(default_conn_emulator, monkeypatch):
     from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
-    emulator.add_task(task_id="port-task", duration_s=1, final_status=2, running=True)
-    conn = json.loads(connection_json(emulator.base_url))
-    scheme_host, port = emulator.base_url.rsplit(":", 1)
+    default_conn_emulator.add_task(task_id="port-task", duration_s=1, final_status=2, running=True)
+    conn = json.loads(connection_json(default_conn_emulator.base_url))
+    scheme_host, port = default_conn_emulator.base_url.rsplit(":", 1)
     conn["host"], conn["port"] = scheme_host, int(port)
     monkeypatch.setenv("AIRFLOW_CONN_CODECHECK_PORT", json.dumps(conn))
     hook = CodeCheckHook("codecheck_port")
-    assert hook.get_settings().endpoint == emulator.base_url
+    assert hook.get_settings().endpoint == default_conn_emulator.base_url
     assert hook.get_task_progress("port-task").status.value == "checking"
 
 
@@ -73,22 +74,22 @@ def test_host_port_from_the_airflow_connection_is_honoured(emulator, monkeypatch
 
 @pytest.mark.parametrize("deferrable", [True, False])
 @pytest.mark.parametrize("task_id", ["", "../stop", "a/b"])
-def test_invalid_task_id_fails_the_sensor_before_any_wait(emulator, deferrable, task_id):
+def test_invalid_task_id_fails_the_sensor_before_any_wait(default_conn_emulator, deferrable, task_id):
     kwargs = {"codecheck_task_id": task_id, "deferrable": deferrable, "poke_interval": 0.1, "timeout": 30}
     name = f"bad_id_{deferrable}_{abs(hash(task_id))}"
     dag_run = build_dag(
         name, {"wait": (SENSOR, kwargs), "soft": (SENSOR, {**kwargs, "soft_fail": True})}
     ).test()
     assert ti_states(dag_run) == {"wait": "failed", "soft": "failed"}
-    assert emulator.stats()["requests_total"] == 0
+    assert default_conn_emulator.stats()["requests_total"] == 0
 
 
-def test_invalid_task_id_fails_the_operator_before_run(emulator):
+def test_invalid_task_id_fails_the_operator_before_run(default_conn_emulator):
     kwargs = {"codecheck_task_id": "", "retries": 2, "retry_delay": datetime.timedelta(0)}
     dag_run = build_dag("bad_id_operator", {"scan": (OPERATOR, kwargs)}).test()
     assert ti_states(dag_run) == {"scan": "failed"}
     assert _tries(dag_run, "scan") == 1  # not retried
-    assert emulator.stats()["requests_total"] == 0
+    assert default_conn_emulator.stats()["requests_total"] == 0
 
 
 @pytest.mark.parametrize("task_id", ["", "a/../b", None])
@@ -107,8 +108,8 @@ def test_trigger_turns_an_invalid_task_id_into_an_error_event(task_id):
 # --- quality gate -----------------------------------------------------------------------------------------
 
 
-def test_invalid_quality_gate_fails_without_retry_and_without_a_scan(emulator):
-    emulator.add_task(task_id="gate-bad", duration_s=0.2, final_status=2, running=False)
+def test_invalid_quality_gate_fails_without_retry_and_without_a_scan(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="gate-bad", duration_s=0.2, final_status=2, running=False)
     kwargs = {
         "codecheck_task_id": "gate-bad",
         "quality_gate": {"blocker": 0},
@@ -118,11 +119,11 @@ def test_invalid_quality_gate_fails_without_retry_and_without_a_scan(emulator):
     dag_run = build_dag("gate_invalid", {"scan": (OPERATOR, kwargs)}).test()
     assert ti_states(dag_run) == {"scan": "failed"}
     assert _tries(dag_run, "scan") == 1
-    assert emulator.stats()["runs"] == {}
+    assert default_conn_emulator.stats()["runs"] == {}
 
 
-def test_quality_gate_as_a_json_string_works_without_native_rendering(emulator):
-    emulator.add_task(
+def test_quality_gate_as_a_json_string_works_without_native_rendering(default_conn_emulator):
+    default_conn_emulator.add_task(
         task_id="gate-json", duration_s=0.2, final_status=2, running=False, defects={"critical": 1}
     )
     common = {"codecheck_task_id": "gate-json", "deferrable": False, "poll_interval": 0.1}
@@ -167,8 +168,8 @@ def test_defaults_follow_the_twelve_hour_limit_of_a_check():
 
 
 @pytest.mark.parametrize("deferrable", [True, False])
-def test_soft_fail_does_not_hide_a_permanent_error_in_any_mode(emulator, deferrable):
-    emulator.add_task(
+def test_soft_fail_does_not_hide_a_permanent_error_in_any_mode(default_conn_emulator, deferrable):
+    default_conn_emulator.add_task(
         task_id="denied",
         duration_s=1,
         final_status=2,

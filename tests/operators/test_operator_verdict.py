@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
-from dag_helpers import build_dag, ti_states, xcom
+from airflow_support import build_dag, ti_states, xcom
 
 from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
 
@@ -18,8 +18,8 @@ OPERATOR = "CodeCheckRunTaskOperator"
 STATISTIC_DOWN = [{"kind": "http_500", "count": 5, "routes": ["defects_statistic"]}]
 
 
-def _add(emulator, task_id):
-    emulator.add_task(
+def _add(default_conn_emulator, task_id):
+    default_conn_emulator.add_task(
         task_id=task_id,
         duration_s=0.3,
         final_status=2,
@@ -30,9 +30,9 @@ def _add(emulator, task_id):
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
-def test_verdict_is_pushed_when_defect_counts_fail(emulator, deferrable):
-    _add(emulator, "v-plain")
-    _add(emulator, "v-gated")
+def test_verdict_is_pushed_when_defect_counts_fail(default_conn_emulator, deferrable):
+    _add(default_conn_emulator, "v-plain")
+    _add(default_conn_emulator, "v-gated")
     common = {
         "deferrable": deferrable,
         "poll_interval": 0.2,
@@ -53,7 +53,7 @@ def test_verdict_is_pushed_when_defect_counts_fail(emulator, deferrable):
         assert xcom(dag_run, task, "status") == "success"
         assert xcom(dag_run, task, "task_status") == 2
         assert xcom(dag_run, task, "defects") is None
-    assert emulator.stats()["runs"] == {"v-plain": 1, "v-gated": 1}  # no second scan
+    assert default_conn_emulator.stats()["runs"] == {"v-plain": 1, "v-gated": 1}  # no second scan
 
 
 class _TI:
@@ -66,8 +66,8 @@ class _TI:
         self.xcom[key] = value
 
 
-def test_gate_without_counts_fails_without_retry_naming_the_error(emulator):
-    _add(emulator, "v-msg")
+def test_gate_without_counts_fails_without_retry_naming_the_error(default_conn_emulator):
+    _add(default_conn_emulator, "v-msg")
     operator = CodeCheckRunTaskOperator(
         task_id="scan", codecheck_task_id="v-msg", quality_gate={"critical": 5}
     )

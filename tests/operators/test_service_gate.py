@@ -12,7 +12,7 @@ import time
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
-from dag_helpers import build_dag, ti_states, xcom
+from airflow_support import build_dag, ti_states, xcom
 
 from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.models import SEVERITIES, DefectStatistic, DefectSummary
@@ -40,20 +40,24 @@ def test_summary_keys_are_xcom_keys():
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
-def test_operator_and_sensor_push_the_service_gate(emulator, deferrable):
+def test_operator_and_sensor_push_the_service_gate(default_conn_emulator, deferrable):
     for task_id, defects in (
         ("g-clean", {"major": 3}),
         ("g-blocked", {"critical": 1}),
         ("g-report", {"critical": 1}),
     ):
-        emulator.add_task(task_id=task_id, duration_s=0.3, final_status=2, running=False, defects=defects)
+        default_conn_emulator.add_task(
+            task_id=task_id, duration_s=0.3, final_status=2, running=False, defects=defects
+        )
     # A scan started outside Airflow that has ended, then a newer one still running: a sensor given the first
     # one's exec_id must report that execution's summary (job_id), not the task's latest (still running).
-    emulator.add_task(task_id="g-sensed", duration_s=0.1, final_status=2, running=False, defects={"minor": 2})
-    first = emulator.commit("g-sensed", duration_s=0.1)
+    default_conn_emulator.add_task(
+        task_id="g-sensed", duration_s=0.1, final_status=2, running=False, defects={"minor": 2}
+    )
+    first = default_conn_emulator.commit("g-sensed", duration_s=0.1)
     time.sleep(0.4)
-    emulator.commit("g-sensed", duration_s=120)
-    emulator.add_task(
+    default_conn_emulator.commit("g-sensed", duration_s=120)
+    default_conn_emulator.add_task(
         task_id="g-latest", duration_s=1.0, final_status=2, running=True, defects={"critical": 2}
     )
     op = {**_common(deferrable), "poll_interval": 0.2}
@@ -76,7 +80,11 @@ def test_operator_and_sensor_push_the_service_gate(emulator, deferrable):
         "sensed": "success",
         "latest": "success",  # the sensor never fails on is_access
     }
-    assert emulator.stats()["runs"] == {"g-clean": 1, "g-blocked": 1, "g-report": 1}  # no retry, no 2nd scan
+    assert default_conn_emulator.stats()["runs"] == {
+        "g-clean": 1,
+        "g-blocked": 1,
+        "g-report": 1,
+    }  # no retry, no 2nd scan
 
     def summary(task: str) -> dict[str, object]:
         return {key: xcom(dag_run, task, key) for key in SUMMARY_KEYS}
@@ -104,9 +112,9 @@ def test_operator_and_sensor_push_the_service_gate(emulator, deferrable):
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
-def test_unreadable_summary_keeps_the_verdict(emulator, deferrable):
+def test_unreadable_summary_keeps_the_verdict(default_conn_emulator, deferrable):
     for task_id in ("s-plain", "s-gated", "s-sensed"):
-        emulator.add_task(
+        default_conn_emulator.add_task(
             task_id=task_id,
             duration_s=0.3,
             final_status=2,
@@ -141,7 +149,7 @@ def test_unreadable_summary_keeps_the_verdict(emulator, deferrable):
             assert xcom(dag_run, task, key) is None
     for task in ("plain", "gated"):
         assert xcom(dag_run, task, "defects") == {"critical": 1, "major": 0, "minor": 0, "suggestion": 0}
-    stats = emulator.stats()
+    stats = default_conn_emulator.stats()
     assert stats["runs"] == {"s-plain": 1, "s-gated": 1}  # no second scan
     assert stats["requests"]["defects_summary 500"] == 15  # every read exhausted its retries
 
@@ -168,8 +176,10 @@ def _success_event(task_id: str) -> dict[str, object]:
     }
 
 
-def test_unreadable_summary_fails_the_service_gate_naming_the_error(emulator):
-    emulator.add_task(task_id="s-msg", duration_s=0.3, final_status=2, running=False, faults=SUMMARY_DOWN)
+def test_unreadable_summary_fails_the_service_gate_naming_the_error(default_conn_emulator):
+    default_conn_emulator.add_task(
+        task_id="s-msg", duration_s=0.3, final_status=2, running=False, faults=SUMMARY_DOWN
+    )
     operator = CodeCheckRunTaskOperator(task_id="scan", codecheck_task_id="s-msg", fail_on_service_gate=True)
     ti = _TI()
     with pytest.raises(AirflowFailException, match=r"APIGW\.0500") as raised:
@@ -180,8 +190,8 @@ def test_unreadable_summary_fails_the_service_gate_naming_the_error(emulator):
     assert ti.xcom["is_access"] is None
 
 
-def test_failed_service_gate_names_the_verdict(emulator):
-    emulator.add_task(task_id="s-red", final_status=2, running=False, defects={"critical": 4})
+def test_failed_service_gate_names_the_verdict(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="s-red", final_status=2, running=False, defects={"critical": 4})
     operator = CodeCheckRunTaskOperator(task_id="scan", codecheck_task_id="s-red", fail_on_service_gate=True)
     ti = _TI()
     with pytest.raises(CodeCheckServiceGateFailed, match=r"is_access '0'"):
@@ -210,8 +220,8 @@ def test_unknown_verdict_does_not_fail_the_service_gate():
     assert ti.xcom["issue_count"] == 0
 
 
-def test_failed_scan_reads_no_summary(emulator):
-    emulator.add_task(task_id="s-fail", final_status=1, running=False)
+def test_failed_scan_reads_no_summary(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="s-fail", final_status=1, running=False)
     operator = CodeCheckRunTaskOperator(
         task_id="scan", codecheck_task_id="s-fail", fail_on_failure=False, fail_on_service_gate=True
     )
@@ -220,7 +230,7 @@ def test_failed_scan_reads_no_summary(emulator):
     result = operator.execute_complete({"ti": ti}, event)
     assert result["status"] == "failed"
     assert all(ti.xcom[key] is None for key in SUMMARY_KEYS)
-    assert "defects_summary 200" not in emulator.stats()["requests"]
+    assert "defects_summary 200" not in default_conn_emulator.stats()["requests"]
 
 
 @pytest.mark.parametrize(

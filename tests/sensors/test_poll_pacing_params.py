@@ -45,8 +45,8 @@ def test_deferred_sensor_hands_max_poll_interval_to_its_trigger():
     assert (kwargs["poll_interval"], kwargs["max_poll_interval"]) == (3, 45.0)
 
 
-def test_deferred_operator_hands_max_poll_interval_to_its_trigger(emulator):
-    emulator.add_task(task_id="t1", initial_status=2)
+def test_deferred_operator_hands_max_poll_interval_to_its_trigger(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="t1", initial_status=2)
     operator = CodeCheckRunTaskOperator(
         task_id="op",
         codecheck_task_id="t1",

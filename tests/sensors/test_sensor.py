@@ -8,7 +8,7 @@ import json
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
-from dag_helpers import build_dag, polls_by, ti_states, xcom
+from airflow_support import build_dag, polls_by, ti_states, xcom
 
 from airflow_provider_codecheck.exceptions import (
     CodeCheckScanFailed,
@@ -25,8 +25,8 @@ OPERATOR = "CodeCheckRunTaskOperator"
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])
-def test_sensor_in_worker_modes(emulator, mode):
-    emulator.add_task(task_id="scan-a", duration_s=5.0, final_status=2, running=True)
+def test_sensor_in_worker_modes(default_conn_emulator, mode):
+    default_conn_emulator.add_task(task_id="scan-a", duration_s=5.0, final_status=2, running=True)
     kwargs = {
         "codecheck_task_id": "scan-a",
         "deferrable": False,
@@ -38,14 +38,14 @@ def test_sensor_in_worker_modes(emulator, mode):
     dag_run = dag.test()
     assert ti_states(dag_run) == {"wait": "success"}
     assert xcom(dag_run, "wait", "status") == "success"
-    stats = emulator.stats()
+    stats = default_conn_emulator.stats()
     assert polls_by(stats, "aiohttp") == 0  # the worker polled, no trigger was involved
     assert polls_by(stats, "requests") >= 1
 
 
 @pytest.mark.parametrize("deferrable", [True, False])
-def test_failed_scan_fails_sensor_and_soft_fail_skips(emulator, deferrable):
-    emulator.add_task(task_id="scan-f", duration_s=0.5, final_status=1, running=True)
+def test_failed_scan_fails_sensor_and_soft_fail_skips(default_conn_emulator, deferrable):
+    default_conn_emulator.add_task(task_id="scan-f", duration_s=0.5, final_status=1, running=True)
     kwargs = {"codecheck_task_id": "scan-f", "deferrable": deferrable, "poke_interval": 0.3, "timeout": 60}
     dag = build_dag(
         f"sensor_fail_{deferrable}",
@@ -56,8 +56,8 @@ def test_failed_scan_fails_sensor_and_soft_fail_skips(emulator, deferrable):
     assert xcom(dag_run, "hard", "status") == "failed"  # pushed before failing
 
 
-def test_deferred_sensor_times_out_inside_the_trigger(emulator):
-    emulator.add_task(task_id="scan-slow", duration_s=120, final_status=2, running=True)
+def test_deferred_sensor_times_out_inside_the_trigger(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="scan-slow", duration_s=120, final_status=2, running=True)
     kwargs = {"codecheck_task_id": "scan-slow", "deferrable": True, "poke_interval": 0.3, "timeout": 1.5}
     dag = build_dag(
         "sensor_timeout", {"wait": (SENSOR, kwargs), "wait_soft": (SENSOR, {**kwargs, "soft_fail": True})}
@@ -108,8 +108,8 @@ def test_sensor_execute_complete_never_succeeds_by_accident(event, error):
         sensor.execute_complete({"ti": _TaskInstance()}, event)
 
 
-def test_sensor_execute_complete_success_pushes_every_key(emulator):
-    emulator.add_task(task_id="t", final_status=2, running=False)
+def test_sensor_execute_complete_success_pushes_every_key(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="t", final_status=2, running=False)
     ti = _TaskInstance()
     result = CodeCheckTaskSensor(task_id="s", codecheck_task_id="t").execute_complete(
         {"ti": ti}, _event("success", 2)
@@ -133,32 +133,32 @@ def test_sensor_execute_complete_success_pushes_every_key(emulator):
     }
 
 
-def test_operator_in_worker_mode_with_failed_scan(emulator):
-    emulator.add_task(task_id="scan-w", duration_s=0.5, final_status=1, running=False)
+def test_operator_in_worker_mode_with_failed_scan(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="scan-w", duration_s=0.5, final_status=1, running=False)
     kwargs = {"codecheck_task_id": "scan-w", "deferrable": False, "poll_interval": 0.2}
     dag = build_dag("operator_worker", {"scan": (OPERATOR, kwargs)})
     dag_run = dag.test()
     assert ti_states(dag_run) == {"scan": "failed"}
     assert xcom(dag_run, "scan", "status") == "failed"
-    stats = emulator.stats()
+    stats = default_conn_emulator.stats()
     assert stats["runs"] == {"scan-w": 1}
     assert polls_by(stats, "aiohttp") == 0
 
 
-def test_operator_without_waiting_returns_after_start(emulator):
-    emulator.add_task(task_id="scan-nw", duration_s=30, final_status=2, running=False)
+def test_operator_without_waiting_returns_after_start(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="scan-nw", duration_s=30, final_status=2, running=False)
     kwargs = {"codecheck_task_id": "scan-nw", "wait_for_completion": False}
     dag = build_dag("operator_no_wait", {"scan": (OPERATOR, kwargs)})
     dag_run = dag.test()
     assert ti_states(dag_run) == {"scan": "success"}
     assert xcom(dag_run, "scan", "status") == "started"
-    assert xcom(dag_run, "scan", "exec_id") == emulator.get_task("scan-nw")["last_exec_id"]
+    assert xcom(dag_run, "scan", "exec_id") == default_conn_emulator.get_task("scan-nw")["last_exec_id"]
 
 
-def test_operator_retry_attaches_to_the_running_scan_instead_of_starting_another(emulator):
+def test_operator_retry_attaches_to_the_running_scan_instead_of_starting_another(default_conn_emulator):
     # The first try starts the scan and then fails on a permanent error while waiting; the retry must
     # wait for that scan rather than start a second one.
-    emulator.add_task(
+    default_conn_emulator.add_task(
         task_id="scan-r",
         duration_s=3.0,
         final_status=2,
@@ -175,11 +175,11 @@ def test_operator_retry_attaches_to_the_running_scan_instead_of_starting_another
     dag = build_dag("operator_retry", {"scan": (OPERATOR, kwargs)})
     dag_run = dag.test()
     assert ti_states(dag_run) == {"scan": "success"}
-    assert emulator.stats()["runs"] == {"scan-r": 1}
+    assert default_conn_emulator.stats()["runs"] == {"scan-r": 1}
 
 
-def test_trigger_serializes_without_secrets_and_resumes_from_kwargs(emulator):
-    emulator.add_task(task_id="scan-s", duration_s=0.6, final_status=3, running=True)
+def test_trigger_serializes_without_secrets_and_resumes_from_kwargs(default_conn_emulator):
+    default_conn_emulator.add_task(task_id="scan-s", duration_s=0.6, final_status=3, running=True)
     trigger = CodeCheckTaskTrigger("scan-s", poll_interval=0.2, deadline=None, exec_id="e1")
     classpath, kwargs = trigger.serialize()
     text = json.dumps(kwargs)
@@ -212,28 +212,28 @@ def test_trigger_reports_missing_connection_as_error_event(monkeypatch):
     assert "does_not_exist" in event["message"]
 
 
-def test_trigger_on_kill_does_not_stop_when_asked_not_to_or_unsure(emulator):
+def test_trigger_on_kill_does_not_stop_when_asked_not_to_or_unsure(default_conn_emulator):
     # cancel_on_kill=False never stops; True without a readable task-instance state (no triggerer supervisor
     # here) does not stop either: it may be a triggerer failover (see test_trigger_on_kill.py).
-    emulator.add_task(task_id="scan-k", duration_s=60, final_status=2, running=True)
+    default_conn_emulator.add_task(task_id="scan-k", duration_s=60, final_status=2, running=True)
     for cancel_on_kill in (False, True):
         trigger = CodeCheckTaskTrigger("scan-k", poll_interval=0.2, cancel_on_kill=cancel_on_kill)
         asyncio.run(trigger.on_kill())
-    assert emulator.get_task("scan-k")["task_status"] == 0
+    assert default_conn_emulator.get_task("scan-k")["task_status"] == 0
 
 
-def test_operator_on_kill_stops_only_the_scan_it_started(emulator):
+def test_operator_on_kill_stops_only_the_scan_it_started(default_conn_emulator):
     from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
 
-    emulator.add_task(task_id="scan-ok", duration_s=60, final_status=2, running=False)
+    default_conn_emulator.add_task(task_id="scan-ok", duration_s=60, final_status=2, running=False)
     # new_run_grace=0: a terminal status is this scan's at once (no previous-verdict window to distrust).
     operator = CodeCheckRunTaskOperator(
         task_id="scan", codecheck_task_id="scan-ok", wait_for_completion=False, new_run_grace=0.0
     )
     operator.on_kill()  # started nothing yet: nothing to stop
-    assert emulator.stats()["requests"].get("stop 200") is None
+    assert default_conn_emulator.stats()["requests"].get("stop 200") is None
     operator._exec_id, operator._stale_until = operator._start(try_number=1)
     operator.on_kill()
-    assert emulator.get_task("scan-ok")["task_status"] == 3
+    assert default_conn_emulator.get_task("scan-ok")["task_status"] == 3
     operator.on_kill()  # idempotent: the scan is no longer checking, no second stop
-    assert emulator.stats()["requests"].get("stop 200") == 1
+    assert default_conn_emulator.stats()["requests"].get("stop 200") == 1

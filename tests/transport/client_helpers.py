@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_codecheck import testing
 from airflow_provider_codecheck.core.iam import TokenCache
 from airflow_provider_codecheck.core.retry import RetryPolicy
-from airflow_provider_codecheck.core.settings import ConnectionSettings, settings_from_connection
-from airflow_provider_codecheck.emulator import defaults
+from airflow_provider_codecheck.core.settings import ConnectionSettings
 from airflow_provider_codecheck.emulator.server import EmulatorServer
 from airflow_provider_codecheck.transport.aio import AsyncClient
 from airflow_provider_codecheck.transport.sync import SyncClient
@@ -34,39 +33,37 @@ SECURITY_TOKEN = "st-Kp5LEAKCANARY-securitytoken-4242"
 IAM_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 
 
-def extra_for(emu: EmulatorServer, **extra: Any) -> dict[str, Any]:
-    return {"iam_endpoint": emu.base_url, "timeout": TIMEOUT, **extra}
+def _settings(emulator: EmulatorServer, auth_type: testing.AuthType, **kwargs: Any) -> ConnectionSettings:
+    return testing.connection_settings(emulator.base_url, auth_type, **{"timeout": TIMEOUT, **kwargs})
 
 
-def token_settings(emu: EmulatorServer, token: str, **extra: Any) -> ConnectionSettings:
-    return settings_from_connection(emu.base_url, None, token, extra_for(emu, auth_type="token", **extra))
+def token_settings(emulator: EmulatorServer, token: str, **extra: Any) -> ConnectionSettings:
+    return _settings(emulator, "token", token=token, **extra)
 
 
 def password_settings(
-    emu: EmulatorServer,
-    user: str = defaults.IAM_USER,
-    password: str = defaults.IAM_PASSWORD,
-    domain: str = defaults.IAM_DOMAIN,
+    emulator: EmulatorServer,
+    user: str = testing.IAM_USER,
+    password: str = testing.IAM_PASSWORD,
+    domain: str = testing.IAM_DOMAIN,
     **extra: Any,
 ) -> ConnectionSettings:
-    return settings_from_connection(
-        emu.base_url, user, password, extra_for(emu, auth_type="password", domain_name=domain, **extra)
-    )
+    return _settings(emulator, "password", login=user, password=password, domain_name=domain, **extra)
 
 
 def aksk_settings(
-    emu: EmulatorServer, ak: str = defaults.ACCESS_KEY, sk: str = defaults.SECRET_KEY, **extra: Any
+    emulator: EmulatorServer, ak: str = testing.ACCESS_KEY, sk: str = testing.SECRET_KEY, **extra: Any
 ) -> ConnectionSettings:
-    return settings_from_connection(emu.base_url, ak, sk, extra_for(emu, auth_type="aksk", **extra))
+    return _settings(emulator, "aksk", login=ak, password=sk, **extra)
 
 
-def settings_for(mode: str, emu: EmulatorServer, **extra: Any) -> ConnectionSettings:
+def settings_for(mode: str, emulator: EmulatorServer, **extra: Any) -> ConnectionSettings:
     """Good credentials of the default emulator for auth mode ``mode``."""
     if mode == "token":
-        return token_settings(emu, emu.issue_token(), **extra)
+        return token_settings(emulator, emulator.issue_token(), **extra)
     if mode == "password":
-        return password_settings(emu, **extra)
-    return aksk_settings(emu, **extra)
+        return password_settings(emulator, **extra)
+    return aksk_settings(emulator, **extra)
 
 
 def invoke(
@@ -97,22 +94,3 @@ def invoke(
             return await getattr(client, method)(*args)
 
     return asyncio.run(go())
-
-
-def route_requests(stats: dict[str, Any], route: str) -> int:
-    """Requests the emulator answered (or dropped) on ``route``, whatever the outcome."""
-    return sum(n for key, n in stats["requests"].items() if key.split(" ", 1)[0] == route)
-
-
-def connection_uri_env(
-    conn_id: str, host: str, login: str | None, password: str | None, extra: dict
-) -> tuple:
-    """(env var name, JSON value) defining an Airflow connection."""
-    value = {
-        "conn_type": "huaweicloud_codecheck",
-        "host": host,
-        "login": login,
-        "password": password,
-        "extra": extra,
-    }
-    return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value)

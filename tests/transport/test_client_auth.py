@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import cc_client_helpers as h
+import json
+
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core.errors import AuthenticationError, TokenExpiredError
 from airflow_provider_codecheck.core.iam import TokenCache
 from airflow_provider_codecheck.core.models import TaskStatus
-from airflow_provider_codecheck.emulator import defaults
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.testing import CONN_TYPE, conn_env_var, connection_env, route_requests
 
 MODES = ("token", "password", "aksk")
 
@@ -36,31 +38,35 @@ def _exercise_all_operations(transport, settings, cache):
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("mode", MODES)
-def test_every_operation_in_every_auth_mode(emu, transport, mode):
-    emu.add_task(
+def test_every_operation_in_every_auth_mode(emulator_with_t1, transport, mode):
+    emulator_with_t1.add_task(
         task_id=h.TASK, initial_status=2, duration_s=30, defects={"critical": 1, "major": 2, "suggestion": 3}
     )
     cache = TokenCache()
-    exec_id = _exercise_all_operations(transport, h.settings_for(mode, emu), cache)
-    stats = emu.stats()
+    exec_id = _exercise_all_operations(transport, h.settings_for(mode, emulator_with_t1), cache)
+    stats = emulator_with_t1.stats()
     assert stats["auth_failures"] == 0
     assert stats["runs"] == {h.TASK: 1}
-    assert emu.get_task(h.TASK)["last_exec_id"] == exec_id
+    assert emulator_with_t1.get_task(h.TASK)["last_exec_id"] == exec_id
     # Password auth asks IAM once; the token is then reused from the cache by all six calls.
     assert stats["iam_tokens_issued"] == (1 if mode == "password" else 0)
     assert stats["requests"].get("iam 201", 0) == stats["iam_tokens_issued"]
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_aksk_with_security_token_and_project_id(secret_emu, transport):
+def test_aksk_with_security_token_and_project_id(leakcheck_emulator, transport):
     settings = h.aksk_settings(
-        secret_emu, h.TEMP_AK, h.TEMP_SK, security_token=h.SECURITY_TOKEN, iam_project_id=h.IAM_PROJECT_ID
+        leakcheck_emulator,
+        h.TEMP_AK,
+        h.TEMP_SK,
+        security_token=h.SECURITY_TOKEN,
+        iam_project_id=h.IAM_PROJECT_ID,
     )
     seen = []
     observe = seen.append if transport == "sync" else None
     progress = h.invoke(transport, settings, "get_task_progress", h.TASK, observe=observe)
     assert progress.status is TaskStatus.SUCCESS
-    assert secret_emu.stats()["auth_failures"] == 0
+    assert leakcheck_emulator.stats()["auth_failures"] == 0
     if transport == "sync":
         (response,) = seen
         sent = response.request.headers
@@ -71,12 +77,12 @@ def test_aksk_with_security_token_and_project_id(secret_emu, transport):
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_temporary_ak_without_its_security_token_is_rejected(secret_emu, transport):
-    settings = h.aksk_settings(secret_emu, h.TEMP_AK, h.TEMP_SK)
+def test_temporary_ak_without_its_security_token_is_rejected(leakcheck_emulator, transport):
+    settings = h.aksk_settings(leakcheck_emulator, h.TEMP_AK, h.TEMP_SK)
     with pytest.raises(AuthenticationError) as caught:
         h.invoke(transport, settings, "get_task_progress", h.TASK)
     assert caught.value.error_code == "APIGW.0301"
-    assert h.route_requests(secret_emu.stats(), "progress") == 1
+    assert route_requests(leakcheck_emulator.stats(), "progress") == 1
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
@@ -88,11 +94,13 @@ def test_temporary_ak_without_its_security_token_is_rejected(secret_emu, transpo
         ("aksk", "APIGW.0301", AuthenticationError),
     ],
 )
-def test_bad_credentials_fail_once_with_the_service_code(emu, transport, mode, code, error_class):
+def test_bad_credentials_fail_once_with_the_service_code(
+    emulator_with_t1, transport, mode, code, error_class
+):
     settings = {
-        "token": h.token_settings(emu, "MII-not-a-token-the-emulator-issued"),
-        "password": h.password_settings(emu, password="wrong-password"),
-        "aksk": h.aksk_settings(emu, sk="wrong-secret-key-000000000000000000000000"),
+        "token": h.token_settings(emulator_with_t1, "MII-not-a-token-the-emulator-issued"),
+        "password": h.password_settings(emulator_with_t1, password="wrong-password"),
+        "aksk": h.aksk_settings(emulator_with_t1, sk="wrong-secret-key-000000000000000000000000"),
     }[mode]
     with pytest.raises(error_class) as caught:
         h.invoke(transport, settings, "get_task_progress", h.TASK)
@@ -102,7 +110,7 @@ def test_bad_credentials_fail_once_with_the_service_code(emu, transport, mode, c
     assert error.attempts == 1
     assert error.request_id
     assert error.request_id in str(error)
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["requests_total"] == 1, stats["requests"]
     assert stats["iam_tokens_issued"] == 0
 
@@ -110,61 +118,51 @@ def test_bad_credentials_fail_once_with_the_service_code(emu, transport, mode, c
 # --- the hook ------------------------------------------------------------------------------------------------
 
 
-def _define_connection(monkeypatch, conn_id, emu, mode, **overrides):
-    extra = h.extra_for(emu, auth_type=mode)
-    login = password = None
+def _define_connection(monkeypatch, conn_id, emulator, mode, **overrides):
     if mode == "token":
-        password = emu.issue_token()
-    elif mode == "password":
-        login, password = defaults.IAM_USER, defaults.IAM_PASSWORD
-        extra["domain_name"] = defaults.IAM_DOMAIN
-    else:
-        login, password = defaults.ACCESS_KEY, defaults.SECRET_KEY
-    login = overrides.pop("login", login)
-    password = overrides.pop("password", password)
-    extra.update(overrides)
-    name, value = h.connection_uri_env(conn_id, emu.base_url, login, password, extra)
-    monkeypatch.setenv(name, value)
+        overrides.setdefault("password", emulator.issue_token())
+    overrides.setdefault("timeout", h.TIMEOUT)
+    monkeypatch.setenv(**connection_env(conn_id, emulator.base_url, mode, **overrides))
     return CodeCheckHook(codecheck_conn_id=conn_id, retry_policy=h.FAST)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_hook_operations_in_every_auth_mode(emu, monkeypatch, mode):
-    emu.add_task(task_id=h.TASK, initial_status=2, duration_s=30, defects={"major": 4})
-    hook = _define_connection(monkeypatch, f"cc_hook_{mode}", emu, mode)
+def test_hook_operations_in_every_auth_mode(emulator_with_t1, monkeypatch, mode):
+    emulator_with_t1.add_task(task_id=h.TASK, initial_status=2, duration_s=30, defects={"major": 4})
+    hook = _define_connection(monkeypatch, f"cc_hook_{mode}", emulator_with_t1, mode)
     assert hook.get_task_progress(h.TASK).status is TaskStatus.SUCCESS
     exec_id = hook.run_task(h.TASK).exec_id
-    assert emu.get_task(h.TASK)["last_exec_id"] == exec_id
+    assert emulator_with_t1.get_task(h.TASK)["last_exec_id"] == exec_id
     assert hook.get_task_progress(h.TASK).status is TaskStatus.CHECKING
     hook.stop_task(h.TASK)
     assert hook.get_task_progress(h.TASK).status is TaskStatus.STOPPED
     assert hook.get_defects_summary(h.TASK).counts["major"] == 4
     assert hook.get_defects_statistic(h.TASK).status["unresolved"] == 4
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["auth_failures"] == 0
     assert stats["iam_tokens_issued"] == (1 if mode == "password" else 0)
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_hook_async_client_in_every_auth_mode(emu, monkeypatch, mode):
-    hook = _define_connection(monkeypatch, f"cc_hook_async_{mode}", emu, mode)
+async def test_hook_async_client_in_every_auth_mode(emulator_with_t1, monkeypatch, mode):
+    hook = _define_connection(monkeypatch, f"cc_hook_async_{mode}", emulator_with_t1, mode)
     async with hook.async_client() as client:
         assert (await client.get_task_progress(h.TASK)).status is TaskStatus.SUCCESS
         await client.run_task(h.TASK)
         assert (await client.get_task_progress(h.TASK)).status is TaskStatus.CHECKING
         await client.stop_task(h.TASK)
         assert (await client.get_defects_statistic(h.TASK)).severity["critical"] == 0
-    assert emu.stats()["auth_failures"] == 0
+    assert emulator_with_t1.stats()["auth_failures"] == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_hook_test_connection_true_for_good_credentials(emu, monkeypatch, mode):
-    hook = _define_connection(monkeypatch, f"cc_probe_{mode}", emu, mode)
+def test_hook_test_connection_true_for_good_credentials(emulator_with_t1, monkeypatch, mode):
+    hook = _define_connection(monkeypatch, f"cc_probe_{mode}", emulator_with_t1, mode)
     ok, message = hook.test_connection()
     assert ok, message
-    assert emu.base_url in message
+    assert emulator_with_t1.base_url in message
     # The probe only reads; no scan was started anywhere.
-    assert emu.stats()["runs"] == {}
+    assert emulator_with_t1.stats()["runs"] == {}
 
 
 @pytest.mark.parametrize(
@@ -175,8 +173,10 @@ def test_hook_test_connection_true_for_good_credentials(emu, monkeypatch, mode):
         ("aksk", {"password": "definitely-wrong-sk-000000000000000000000"}, "APIGW.0301"),
     ],
 )
-def test_hook_test_connection_false_for_bad_credentials(emu, monkeypatch, mode, override, expected):
-    hook = _define_connection(monkeypatch, f"cc_badprobe_{mode}", emu, mode, **override)
+def test_hook_test_connection_false_for_bad_credentials(
+    emulator_with_t1, monkeypatch, mode, override, expected
+):
+    hook = _define_connection(monkeypatch, f"cc_badprobe_{mode}", emulator_with_t1, mode, **override)
     ok, message = hook.test_connection()
     assert ok is False
     assert message.startswith("Credentials rejected:")
@@ -184,14 +184,17 @@ def test_hook_test_connection_false_for_bad_credentials(emu, monkeypatch, mode, 
     assert "request id" in message
     assert override["password"] not in message
     # No retry storm against rejected credentials.
-    assert emu.stats()["requests_total"] == 1
+    assert emulator_with_t1.stats()["requests_total"] == 1
 
 
 def test_hook_test_connection_false_for_an_invalid_connection(monkeypatch):
-    name, value = h.connection_uri_env(
-        "cc_invalid", "http://127.0.0.1:9", None, "x", {"auth_type": "kerberos"}
-    )
-    monkeypatch.setenv(name, value)
+    value = {
+        "conn_type": CONN_TYPE,
+        "host": "http://127.0.0.1:9",
+        "password": "x",
+        "extra": {"auth_type": "kerberos"},
+    }
+    monkeypatch.setenv(conn_env_var("cc_invalid"), json.dumps(value))
     ok, message = CodeCheckHook(codecheck_conn_id="cc_invalid", retry_policy=h.FAST).test_connection()
     assert ok is False
     assert "auth_type" in message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import operations as ops
@@ -114,11 +114,11 @@ def test_gate_verdict(value: Any, verdict: bool | None) -> None:
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_history_through_both_transports(emu: EmulatorServer, transport: str) -> None:
-    emu.add_task(task_id="hist", duration_s=0, defects={"critical": 2, "major": 1})
-    first = emu.commit("hist")
-    second = emu.commit("hist", final_status=1, defects={"minor": 5})
-    settings = h.settings_for("token", emu)
+def test_history_through_both_transports(emulator_with_t1: EmulatorServer, transport: str) -> None:
+    emulator_with_t1.add_task(task_id="hist", duration_s=0, defects={"critical": 2, "major": 1})
+    first = emulator_with_t1.commit("hist")
+    second = emulator_with_t1.commit("hist", final_status=1, defects={"minor": 5})
+    settings = h.settings_for("token", emulator_with_t1)
     page = h.invoke(transport, settings, "execute", ops.list_check_records(PROJECT, "hist"))
     assert [r.job_id for r in page.records] == [second, first]
     assert page.total == 2
@@ -128,8 +128,10 @@ def test_history_through_both_transports(emu: EmulatorServer, transport: str) ->
     assert summary.counts["minor"] == 5
 
 
-def test_history_signed_with_aksk(emu: EmulatorServer) -> None:
-    emu.add_task(task_id="hist2", duration_s=0)
-    emu.commit("hist2")
-    page = h.invoke("async", h.aksk_settings(emu), "execute", ops.list_check_records(PROJECT, "hist2"))
+def test_history_signed_with_aksk(emulator_with_t1: EmulatorServer) -> None:
+    emulator_with_t1.add_task(task_id="hist2", duration_s=0)
+    emulator_with_t1.commit("hist2")
+    page = h.invoke(
+        "async", h.aksk_settings(emulator_with_t1), "execute", ops.list_check_records(PROJECT, "hist2")
+    )
     assert len(page.records) == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import iam
@@ -38,25 +38,25 @@ def _rejected(code: str, count: int) -> list[dict]:
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("code", TOKEN_CODES)
-def test_rejected_token_is_dropped_and_renewed_once(emu, transport, code):
-    settings = h.password_settings(emu)
+def test_rejected_token_is_dropped_and_renewed_once(emulator_with_t1, transport, code):
+    settings = h.password_settings(emulator_with_t1)
     h.invoke(transport, settings, "get_defects_summary", h.TASK, cache=iam.TOKEN_CACHE)
-    emu.set_faults(_rejected(code, 1))
+    emulator_with_t1.set_faults(_rejected(code, 1))
     progress = h.invoke(transport, settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
     assert progress.status is TaskStatus.SUCCESS
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 2, "one new token for the rejected one"
     assert stats["requests"]["progress 401"] == 1
     # The process-wide cache now holds the new token: the next call needs no IAM call.
     h.invoke(transport, settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
-    assert emu.stats()["iam_tokens_issued"] == 2
+    assert emulator_with_t1.stats()["iam_tokens_issued"] == 2
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("code", TOKEN_CODES)
-def test_renewed_token_rejected_again_is_permanent_without_an_iam_storm(emu, transport, code):
-    settings = h.password_settings(emu)
-    emu.set_faults(_rejected(code, 100))
+def test_renewed_token_rejected_again_is_permanent_without_an_iam_storm(emulator_with_t1, transport, code):
+    settings = h.password_settings(emulator_with_t1)
+    emulator_with_t1.set_faults(_rejected(code, 100))
     with pytest.raises(AuthenticationError) as caught:
         h.invoke(transport, settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
     error = caught.value
@@ -64,7 +64,7 @@ def test_renewed_token_rejected_again_is_permanent_without_an_iam_storm(emu, tra
     assert error.status == 401
     assert error.retryable is False
     assert error.attempts == 2
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 2, "the first token and ONE renewal"
     assert stats["requests"]["progress 401"] == 2
     # Neither rejected token stays cached: the next call fetches a new one (one IAM call per call, at most 2).
@@ -73,12 +73,12 @@ def test_renewed_token_rejected_again_is_permanent_without_an_iam_storm(emu, tra
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_revoked_tokens_are_renewed_once_through_the_process_wide_cache(emu, transport):
-    settings = h.password_settings(emu)
+def test_revoked_tokens_are_renewed_once_through_the_process_wide_cache(emulator_with_t1, transport):
+    settings = h.password_settings(emulator_with_t1)
     h.invoke(transport, settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
-    emu.revoke_tokens(code="APIGW.0307")  # every token issued so far
+    emulator_with_t1.revoke_tokens(code="APIGW.0307")  # every token issued so far
     assert h.invoke(transport, settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 2
     assert stats["requests"] == {"iam 201": 2, "progress 200": 2, "progress 401": 1}
 
@@ -106,26 +106,26 @@ def _progress_from_20_threads(settings) -> list[object]:
     return results
 
 
-def test_revoked_token_under_20_threads_costs_one_iam_call(emu):
-    settings = h.password_settings(emu)
+def test_revoked_token_under_20_threads_costs_one_iam_call(emulator_with_t1):
+    settings = h.password_settings(emulator_with_t1)
     h.invoke("sync", settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
-    emu.revoke_tokens()
+    emulator_with_t1.revoke_tokens()
     results = _progress_from_20_threads(settings)
     assert results == [TaskStatus.SUCCESS] * 20
-    assert emu.stats()["iam_tokens_issued"] == 2
+    assert emulator_with_t1.stats()["iam_tokens_issued"] == 2
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("code", ["APIGW.0301", "APIG.0307", "CC.00000003"])
-def test_static_token_rejection_is_permanent(emu, transport, code):
-    settings = h.token_settings(emu, emu.issue_token())
-    emu.set_faults(_rejected(code, 100))
+def test_static_token_rejection_is_permanent(emulator_with_t1, transport, code):
+    settings = h.token_settings(emulator_with_t1, emulator_with_t1.issue_token())
+    emulator_with_t1.set_faults(_rejected(code, 100))
     with pytest.raises(AuthenticationError) as caught:
         h.invoke(transport, settings, "get_task_progress", h.TASK)
     assert caught.value.error_code == code
     assert caught.value.attempts == 1
     assert caught.value.retryable is False
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["requests_total"] == 1
     assert stats["iam_tokens_issued"] == 0  # issue_token (admin) is not an IAM call
 
@@ -133,24 +133,24 @@ def test_static_token_rejection_is_permanent(emu, transport, code):
 # --- AK/SK ------------------------------------------------------------------------------------------------
 
 
-def _wrong_sk(emu, sk: str = WRONG_SK):
-    return h.aksk_settings(emu, sk=sk)
+def _wrong_sk(emulator_with_t1, sk: str = WRONG_SK):
+    return h.aksk_settings(emulator_with_t1, sk=sk)
 
 
-def test_rejected_aksk_across_20_threads_costs_one_failed_signature(emu):
-    settings = _wrong_sk(emu)
+def test_rejected_aksk_across_20_threads_costs_one_failed_signature(emulator_with_t1):
+    settings = _wrong_sk(emulator_with_t1)
     errors = _progress_from_20_threads(settings)
     assert len(errors) == 20
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
     assert {error.error_code for error in errors} == {"APIGW.0301"}
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["aksk_failures"] == {defaults.ACCESS_KEY: 1}
     assert stats["requests_total"] == 1
     assert not stats["aksk_locked"]
 
 
-async def test_rejected_aksk_across_20_tasks_costs_one_failed_signature(emu):
-    settings = _wrong_sk(emu)
+async def test_rejected_aksk_across_20_tasks_costs_one_failed_signature(emulator_with_t1):
+    settings = _wrong_sk(emulator_with_t1)
 
     async def one() -> BaseException | None:
         async with AsyncClient(settings, h.FAST) as client:
@@ -162,50 +162,53 @@ async def test_rejected_aksk_across_20_tasks_costs_one_failed_signature(emu):
 
     errors = await asyncio.gather(*(one() for _ in range(20)))
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["aksk_failures"] == {defaults.ACCESS_KEY: 1}
     assert stats["requests_total"] == 1
 
 
-def test_rejection_is_shared_by_threads_and_event_loops_and_a_changed_sk_works_at_once(emu):
+def test_rejection_is_shared_by_threads_and_event_loops_and_a_changed_sk_works_at_once(emulator_with_t1):
     with pytest.raises(AuthenticationError):
-        h.invoke("sync", _wrong_sk(emu), "get_task_progress", h.TASK)
+        h.invoke("sync", _wrong_sk(emulator_with_t1), "get_task_progress", h.TASK)
     for transport in h.TRANSPORTS:
         for _ in range(5):
             with pytest.raises(AuthenticationError) as caught:
-                h.invoke(transport, _wrong_sk(emu), "run_task", h.TASK)
+                h.invoke(transport, _wrong_sk(emulator_with_t1), "run_task", h.TASK)
             assert "not sent again" in str(caught.value)
             assert caught.value.attempts == 1
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["aksk_failures"] == {defaults.ACCESS_KEY: 1}
     assert stats["requests_total"] == 1
     assert stats["runs"] == {}
     # The right SK is another key: used at once, in both transports.
     for transport in h.TRANSPORTS:
         assert (
-            h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK).status
+            h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK).status
             is TaskStatus.SUCCESS
         )
     # A different wrong SK is another key too: it gets its own single probe.
     with pytest.raises(AuthenticationError):
         h.invoke(
-            "async", _wrong_sk(emu, "another-wrong-secret-key-0000000000000"), "get_task_progress", h.TASK
+            "async",
+            _wrong_sk(emulator_with_t1, "another-wrong-secret-key-0000000000000"),
+            "get_task_progress",
+            h.TASK,
         )
-    assert emu.stats()["requests_total"] == 4
+    assert emulator_with_t1.stats()["requests_total"] == 4
 
 
-def test_rejected_aksk_never_locks_the_account(emu):
+def test_rejected_aksk_never_locks_the_account(emulator_with_t1):
     # 30 calls with a wrong SK: the gateway sees one failure, far from its 5-failure lock-out.
     for index in range(30):
         with pytest.raises(AuthenticationError):
-            h.invoke(h.TRANSPORTS[index % 2], _wrong_sk(emu), "get_task_progress", h.TASK)
-    stats = emu.stats()
+            h.invoke(h.TRANSPORTS[index % 2], _wrong_sk(emulator_with_t1), "get_task_progress", h.TASK)
+    stats = emulator_with_t1.stats()
     assert stats["aksk_failures"] == {defaults.ACCESS_KEY: 1}
     assert not stats["aksk_locked"]
 
 
-def test_rejection_message_holds_no_secret(secret_emu):
-    settings = h.aksk_settings(secret_emu, ak=h.SECRET_AK, sk=WRONG_SK)
+def test_rejection_message_holds_no_secret(leakcheck_emulator):
+    settings = h.aksk_settings(leakcheck_emulator, ak=h.SECRET_AK, sk=WRONG_SK)
     for _ in range(2):
         with pytest.raises(AuthenticationError) as caught:
             h.invoke("sync", settings, "get_task_progress", h.TASK)
@@ -227,27 +230,27 @@ def test_rejection_message_holds_no_secret(secret_emu):
 # --- IAM password rejected by IAM -------------------------------------------------------------------------
 
 
-def test_wrong_password_across_20_threads_costs_one_iam_call(emu):
-    settings = h.password_settings(emu, password="not-the-password")
+def test_wrong_password_across_20_threads_costs_one_iam_call(emulator_with_t1):
+    settings = h.password_settings(emulator_with_t1, password="not-the-password")
     errors = _progress_from_20_threads(settings)
     assert len(errors) == 20
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
     assert sum("not sent again" in str(error) for error in errors) == 19
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["requests"] == {"iam 401": 1}
     assert stats["iam_tokens_issued"] == 0
 
 
-def test_wrong_password_is_shared_by_both_transports_and_a_fixed_password_works_at_once(emu):
-    bad = h.password_settings(emu, password="not-the-password")
+def test_wrong_password_is_shared_by_both_transports_and_a_fixed_password_works_at_once(emulator_with_t1):
+    bad = h.password_settings(emulator_with_t1, password="not-the-password")
     for transport in (*h.TRANSPORTS, *h.TRANSPORTS):
         with pytest.raises(AuthenticationError):
             h.invoke(transport, bad, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
-    assert emu.stats()["requests"] == {"iam 401": 1}
+    assert emulator_with_t1.stats()["requests"] == {"iam 401": 1}
     for transport in h.TRANSPORTS:
-        good = h.password_settings(emu)
+        good = h.password_settings(emulator_with_t1)
         assert h.invoke(transport, good, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
-    assert emu.stats()["requests"] == {"iam 401": 1, "iam 201": 2, "progress 200": 2}
+    assert emulator_with_t1.stats()["requests"] == {"iam 401": 1, "iam 201": 2, "progress 200": 2}
 
 
 # --- the memo, pure ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import operations as ops
@@ -19,6 +19,7 @@ from airflow_provider_codecheck.core.http import MAX_RESPONSE_BYTES
 from airflow_provider_codecheck.core.models import TaskStatus
 from airflow_provider_codecheck.core.retry import RetryPolicy
 from airflow_provider_codecheck.core.settings import settings_from_connection
+from airflow_provider_codecheck.testing import route_requests
 
 ONCE = RetryPolicy(max_attempts=1)
 
@@ -27,10 +28,12 @@ ONCE = RetryPolicy(max_attempts=1)
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("route", ["progress", "run"])
-def test_a_trickling_body_times_out_as_a_whole(emu, transport, route):
+def test_a_trickling_body_times_out_as_a_whole(emulator_with_t1, transport, route):
     # 1 byte every 0.2 s: each read gets a byte well within the 1 s timeout, the whole body would take ~15 s.
-    emu.set_faults([{"kind": "trickle", "count": 1, "chunk": 1, "delay_s": 0.2, "routes": [route]}])
-    settings = h.aksk_settings(emu, timeout=1.0)
+    emulator_with_t1.set_faults(
+        [{"kind": "trickle", "count": 1, "chunk": 1, "delay_s": 0.2, "routes": [route]}]
+    )
+    settings = h.aksk_settings(emulator_with_t1, timeout=1.0)
     method = "get_task_progress" if route == "progress" else "run_task"
     started = time.monotonic()
     with pytest.raises(TransportError) as caught:
@@ -39,18 +42,22 @@ def test_a_trickling_body_times_out_as_a_whole(emu, transport, route):
     error = caught.value
     assert "timeout" in str(error)
     assert error.maybe_processed is True  # the request was sent: a run may have started its scan
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["faults_injected"] == {"trickle": 1}
-    assert h.route_requests(stats, route) <= 1
+    assert route_requests(stats, route) <= 1
     print(f"trickle {transport} {route}: gave up after {elapsed:.2f}s with timeout=1")
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_a_trickling_body_within_the_deadline_is_read(emu, transport):
-    emu.set_faults([{"kind": "trickle", "count": 1, "chunk": 64, "delay_s": 0.01, "routes": ["progress"]}])
-    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=ONCE)
+def test_a_trickling_body_within_the_deadline_is_read(emulator_with_t1, transport):
+    emulator_with_t1.set_faults(
+        [{"kind": "trickle", "count": 1, "chunk": 64, "delay_s": 0.01, "routes": ["progress"]}]
+    )
+    progress = h.invoke(
+        transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK, policy=ONCE
+    )
     assert progress.status is TaskStatus.SUCCESS
-    assert emu.stats()["faults_injected"] == {"trickle": 1}
+    assert emulator_with_t1.stats()["faults_injected"] == {"trickle": 1}
 
 
 # --- B2: size cap ---------------------------------------------------------------------------------------------
@@ -58,14 +65,14 @@ def test_a_trickling_body_within_the_deadline_is_read(emu, transport):
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("route", ["progress", "run"])
-def test_a_body_above_the_cap_is_a_clear_error(emu, transport, route):
-    emu.set_faults([{"kind": "huge_body", "count": 5, "size_mb": 12, "routes": [route]}])
+def test_a_body_above_the_cap_is_a_clear_error(emulator_with_t1, transport, route):
+    emulator_with_t1.set_faults([{"kind": "huge_body", "count": 5, "size_mb": 12, "routes": [route]}])
     method = "get_task_progress" if route == "progress" else "run_task"
     seen = []
     with pytest.raises(ResponseTooLargeError) as caught:
         h.invoke(
             transport,
-            h.aksk_settings(emu),
+            h.aksk_settings(emulator_with_t1),
             method,
             h.TASK,
             observe=seen.append if transport == "sync" else None,
@@ -79,15 +86,15 @@ def test_a_body_above_the_cap_is_a_clear_error(emu, transport, route):
     assert error.status == 200
     assert error.attempts == 1  # permanent: the same request gets the same answer
     assert error.maybe_processed is True  # a 2xx: the run did start its scan
-    assert h.route_requests(emu.stats(), route) == 1
+    assert route_requests(emulator_with_t1.stats(), route) == 1
     if transport == "sync":
         assert seen[-1].headers["X-Request-Id"] == error.request_id
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_a_body_below_the_cap_is_read(emu, transport):
-    emu.set_faults([{"kind": "huge_body", "count": 1, "size_mb": 9, "routes": ["progress"]}])
-    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK)
+def test_a_body_below_the_cap_is_read(emulator_with_t1, transport):
+    emulator_with_t1.set_faults([{"kind": "huge_body", "count": 1, "size_mb": 9, "routes": ["progress"]}])
+    progress = h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK)
     assert progress.status is TaskStatus.SUCCESS
     assert len(progress.raw["padding"]) > 8 * 1024 * 1024
 
@@ -126,9 +133,12 @@ def header_trickler():
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_trickling_headers_time_out_as_a_whole(emu, header_trickler, transport):
+def test_trickling_headers_time_out_as_a_whole(emulator_with_t1, header_trickler, transport):
     settings = settings_from_connection(
-        header_trickler, "AK", "SK", {"auth_type": "aksk", "iam_endpoint": emu.base_url, "timeout": 1.0}
+        header_trickler,
+        "AK",
+        "SK",
+        {"auth_type": "aksk", "iam_endpoint": emulator_with_t1.base_url, "timeout": 1.0},
     )
     with pytest.raises(TransportError) as caught:
         h.invoke(transport, settings, "get_task_progress", h.TASK, policy=ONCE)
@@ -156,58 +166,66 @@ def _dead_port() -> int:
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("mode", ["aksk", "token", "password"])
-def test_netrc_credentials_are_never_sent(emu, clean_proxy_env, tmp_path, transport, mode):
+def test_netrc_credentials_are_never_sent(emulator_with_t1, clean_proxy_env, tmp_path, transport, mode):
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
     netrc.chmod(0o600)
     clean_proxy_env.setenv("HOME", str(tmp_path))
     clean_proxy_env.setenv("NETRC", str(netrc))
     assert (
-        h.invoke(transport, h.settings_for(mode, emu), "get_task_progress", h.TASK).status
+        h.invoke(transport, h.settings_for(mode, emulator_with_t1), "get_task_progress", h.TASK).status
         is TaskStatus.SUCCESS
     )
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["requests"]["progress 200"] == 1
     assert "progress 401" not in stats["requests"]
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_the_connection_proxy_wins_over_environment_proxies(emu, clean_proxy_env, transport):
+def test_the_connection_proxy_wins_over_environment_proxies(emulator_with_t1, clean_proxy_env, transport):
     dead = f"http://127.0.0.1:{_dead_port()}"
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         clean_proxy_env.setenv(name, dead)
-    settings = h.aksk_settings(emu, proxy=emu.base_url)  # the emulator serves absolute-form proxy requests
+    settings = h.aksk_settings(
+        emulator_with_t1, proxy=emulator_with_t1.base_url
+    )  # the emulator serves absolute-form proxy requests
     assert h.invoke(transport, settings, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["proxied_requests"] == 1
     assert stats["recent_targets"][-1].startswith("http://")
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_environment_proxies_apply_without_a_connection_proxy(emu, clean_proxy_env, transport):
-    clean_proxy_env.setenv("HTTP_PROXY", emu.base_url)
-    clean_proxy_env.setenv("http_proxy", emu.base_url)
-    assert h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
-    assert emu.stats()["proxied_requests"] == 1
+def test_environment_proxies_apply_without_a_connection_proxy(emulator_with_t1, clean_proxy_env, transport):
+    clean_proxy_env.setenv("HTTP_PROXY", emulator_with_t1.base_url)
+    clean_proxy_env.setenv("http_proxy", emulator_with_t1.base_url)
+    assert (
+        h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK).status
+        is TaskStatus.SUCCESS
+    )
+    assert emulator_with_t1.stats()["proxied_requests"] == 1
     # ...unless NO_PROXY names the host.
     clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
     clean_proxy_env.setenv("no_proxy", "127.0.0.1")
-    assert h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
-    assert emu.stats()["proxied_requests"] == 1
+    assert (
+        h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK).status
+        is TaskStatus.SUCCESS
+    )
+    assert emulator_with_t1.stats()["proxied_requests"] == 1
 
 
 RESERVED_ID = "a:b@c+d=e,f;g!h'i(j)k*l$m"
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_the_url_sent_is_exactly_the_url_signed(emu, clean_proxy_env, transport):
-    emu.add_task(task_id=RESERVED_ID, initial_status=2, duration_s=30)
-    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", RESERVED_ID)
+def test_the_url_sent_is_exactly_the_url_signed(emulator_with_t1, clean_proxy_env, transport):
+    emulator_with_t1.add_task(task_id=RESERVED_ID, initial_status=2, duration_s=30)
+    progress = h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", RESERVED_ID)
     assert progress.status is TaskStatus.SUCCESS  # the gateway's signature check passed
     built = ops.get_task_progress(RESERVED_ID).call.path
     assert "%3A" in built
     assert "%40" in built
-    assert emu.stats()["recent_targets"] == [built]
+    assert emulator_with_t1.stats()["recent_targets"] == [built]
 
 
 # --- B6: fields the provider does not need -----------------------------------------------------------------
@@ -215,31 +233,31 @@ def test_the_url_sent_is_exactly_the_url_signed(emu, clean_proxy_env, transport)
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("mode", ["aksk", "password"])
-def test_unknown_fields_and_nested_code_message_objects_are_not_errors(emu, transport, mode):
+def test_unknown_fields_and_nested_code_message_objects_are_not_errors(emulator_with_t1, transport, mode):
     routes = ["progress", "defects_summary", "defects_statistic", "run"]
-    emu.set_faults([{"kind": "extra_fields", "count": 10, "routes": routes}])
-    settings = h.settings_for(mode, emu)
+    emulator_with_t1.set_faults([{"kind": "extra_fields", "count": 10, "routes": routes}])
+    settings = h.settings_for(mode, emulator_with_t1)
     assert h.invoke(transport, settings, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
     assert h.invoke(transport, settings, "get_defects_summary", h.TASK).counts
     assert h.invoke(transport, settings, "get_defects_statistic", h.TASK).severity
     assert h.invoke(transport, settings, "run_task", h.TASK).exec_id
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["faults_injected"] == {"extra_fields": 4}
     assert stats["runs"] == {h.TASK: 1}
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("ratio", ["N/A", "__absent__", "", "abc%", 250, None, {"v": 1}])
-def test_an_odd_ratio_next_to_a_valid_status_reads_as_none(emu, transport, ratio):
-    emu.set_faults([{"kind": "odd_ratio", "count": 1, "ratio": ratio, "routes": ["progress"]}])
-    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK)
+def test_an_odd_ratio_next_to_a_valid_status_reads_as_none(emulator_with_t1, transport, ratio):
+    emulator_with_t1.set_faults([{"kind": "odd_ratio", "count": 1, "ratio": ratio, "routes": ["progress"]}])
+    progress = h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK)
     assert progress.status is TaskStatus.SUCCESS
     assert progress.ratio is None
     if ratio == "__absent__":
         assert "ratio" not in progress.raw["progress"]
     else:
         assert progress.raw["progress"]["ratio"] == ratio  # the raw value is kept
-    assert emu.stats()["faults_injected"] == {"odd_ratio": 1}
+    assert emulator_with_t1.stats()["faults_injected"] == {"odd_ratio": 1}
 
 
 # --- B9: Retry-After in both forms -----------------------------------------------------------------------------
@@ -248,8 +266,8 @@ def test_an_odd_ratio_next_to_a_valid_status_reads_as_none(emu, transport, ratio
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("form", ["seconds", "date"])
 @pytest.mark.parametrize("code", ["APIG.0308", "APIGW.0308"])
-def test_throttling_is_retried_after_the_servers_wait(emu, transport, form, code):
-    emu.set_faults(
+def test_throttling_is_retried_after_the_servers_wait(emulator_with_t1, transport, form, code):
+    emulator_with_t1.set_faults(
         [
             {
                 "kind": "throttle_429",
@@ -262,36 +280,42 @@ def test_throttling_is_retried_after_the_servers_wait(emu, transport, form, code
         ]
     )
     policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_elapsed=10)
-    progress = h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=policy)
+    progress = h.invoke(
+        transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK, policy=policy
+    )
     assert progress.status is TaskStatus.SUCCESS
-    assert emu.stats()["requests"] == {"progress 429": 1, "progress 200": 1}
+    assert emulator_with_t1.stats()["requests"] == {"progress 429": 1, "progress 200": 1}
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("form", ["seconds", "date"])
 @pytest.mark.parametrize("code", ["APIG.0308", "APIGW.0308"])
-def test_a_retry_after_beyond_the_budget_gives_up_at_once_carrying_it(emu, transport, form, code):
+def test_a_retry_after_beyond_the_budget_gives_up_at_once_carrying_it(
+    emulator_with_t1, transport, form, code
+):
     fault = {"kind": "throttle_429", "count": 5, "code": code, "retry_after": 30, "retry_after_form": form}
-    emu.set_faults([fault])
+    emulator_with_t1.set_faults([fault])
     policy = RetryPolicy(max_attempts=5, base_delay=0.001, max_delay=0.001, max_elapsed=5)
     with pytest.raises(ThrottledError) as caught:
-        h.invoke(transport, h.aksk_settings(emu), "get_task_progress", h.TASK, policy=policy)
+        h.invoke(transport, h.aksk_settings(emulator_with_t1), "get_task_progress", h.TASK, policy=policy)
     error = caught.value
     assert error.error_code == code
     assert error.status == 429
     assert error.attempts == 1
     # An HTTP-date has whole seconds (rounded up by the server) and is measured from our clock.
     assert error.retry_after == 30 if form == "seconds" else 28 <= error.retry_after <= 31
-    assert emu.stats()["requests"] == {"progress 429": 1}
+    assert emulator_with_t1.stats()["requests"] == {"progress 429": 1}
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("null_fields", ["null", "absent"])
-def test_a_never_checked_task_reads_the_same_with_null_or_absent_fields(emu, transport, null_fields):
+def test_a_never_checked_task_reads_the_same_with_null_or_absent_fields(
+    emulator_with_t1, transport, null_fields
+):
     # The emulator's shape switch: null fields sent as null, or dropped (never run → {"progress": {}}).
-    emu.set_shape(null_fields=null_fields)
-    emu.add_task(task_id="never-run")
-    settings = h.aksk_settings(emu)
+    emulator_with_t1.set_shape(null_fields=null_fields)
+    emulator_with_t1.add_task(task_id="never-run")
+    settings = h.aksk_settings(emulator_with_t1)
     progress = h.invoke(transport, settings, "get_task_progress", "never-run")
     assert progress.status is TaskStatus.NOT_STARTED
     assert (progress.ratio, progress.info) == (None, None)

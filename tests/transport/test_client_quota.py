@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import Any
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import budgets
@@ -29,14 +29,14 @@ POLL = 0.25  # 40 waits polling every 0.25 s would ask for 160 requests/s: 8x th
 POLICY = RetryPolicy(max_attempts=8, base_delay=0.05, max_delay=1.0, max_elapsed=60)
 
 
-def _scans(emu: EmulatorServer, prefix: str) -> list[str]:
+def _scans(emulator_with_t1: EmulatorServer, prefix: str) -> list[str]:
     ids = [f"{prefix}-{i}" for i in range(WAITS)]
     for i, task_id in enumerate(ids):
         # durations 1.5-3.5 s, a mix of verdicts
-        emu.add_task(
+        emulator_with_t1.add_task(
             task_id=task_id, duration_s=1.5 + 2 * i / WAITS, final_status=(2, 1)[i % 2], running=True
         )
-    emu.set_quota(rate=RATE, scope="api")
+    emulator_with_t1.set_quota(rate=RATE, scope="api")
     return ids
 
 
@@ -44,9 +44,9 @@ def _expected(i: int) -> str:
     return ("success", "failed")[i % 2]
 
 
-def _check(emu: EmulatorServer, events: list[dict[str, Any]]) -> None:
+def _check(emulator_with_t1: EmulatorServer, events: list[dict[str, Any]]) -> None:
     assert [e["status"] for e in events] == [_expected(i) for i in range(WAITS)]
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     progress = sum(n for key, n in stats["requests"].items() if key.startswith("progress "))
     throttled = stats["throttled"].get("progress", 0)
     # Unpaced, ~7 of every 8 polls would be refused. The first round is refused beyond the quota's burst (the
@@ -56,9 +56,11 @@ def _check(emu: EmulatorServer, events: list[dict[str, Any]]) -> None:
     assert progress - throttled >= WAITS, stats  # every verdict came from a poll the quota let through
 
 
-def test_concurrent_async_waits_share_one_budget_and_rarely_meet_the_quota(emu: EmulatorServer) -> None:
-    settings = h.aksk_settings(emu)
-    ids = _scans(emu, "aq")
+def test_concurrent_async_waits_share_one_budget_and_rarely_meet_the_quota(
+    emulator_with_t1: EmulatorServer,
+) -> None:
+    settings = h.aksk_settings(emulator_with_t1)
+    ids = _scans(emulator_with_t1, "aq")
 
     async def main() -> list[dict[str, Any]]:
         async with AsyncClient(settings, POLICY) as client:
@@ -78,13 +80,13 @@ def test_concurrent_async_waits_share_one_budget_and_rarely_meet_the_quota(emu: 
 
             return list(await asyncio.gather(*(wait(t) for t in ids)))
 
-    _check(emu, asyncio.run(main()))
+    _check(emulator_with_t1, asyncio.run(main()))
     assert budgets.BUDGETS.get(budgets.budget_key(settings)).throttles >= 1
 
 
-def test_concurrent_sync_waits_in_threads_share_one_budget(emu: EmulatorServer) -> None:
-    settings = h.aksk_settings(emu)
-    ids = _scans(emu, "sq")
+def test_concurrent_sync_waits_in_threads_share_one_budget(emulator_with_t1: EmulatorServer) -> None:
+    settings = h.aksk_settings(emulator_with_t1)
+    ids = _scans(emulator_with_t1, "sq")
     events: list[dict[str, Any]] = [{} for _ in ids]
 
     def wait(i: int) -> None:
@@ -110,13 +112,15 @@ def test_concurrent_sync_waits_in_threads_share_one_budget(emu: EmulatorServer) 
         thread.start()
     for thread in threads:
         thread.join()
-    _check(emu, events)
+    _check(emulator_with_t1, events)
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_an_explicit_cap_keeps_every_call_under_the_quota(emu: EmulatorServer, transport: str) -> None:
-    emu.set_quota(rate=5, burst=5, scope="all")
-    settings = h.aksk_settings(emu, max_requests_per_second=4)
+def test_an_explicit_cap_keeps_every_call_under_the_quota(
+    emulator_with_t1: EmulatorServer, transport: str
+) -> None:
+    emulator_with_t1.set_quota(rate=5, burst=5, scope="all")
+    settings = h.aksk_settings(emulator_with_t1, max_requests_per_second=4)
     for _ in range(12):
         h.invoke(transport, settings, "get_task_progress", h.TASK, policy=POLICY)
-    assert emu.stats()["throttled"] == {}
+    assert emulator_with_t1.stats()["throttled"] == {}

@@ -7,7 +7,7 @@ import time
 import traceback
 from datetime import datetime, timezone
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import iam
@@ -18,6 +18,7 @@ from airflow_provider_codecheck.core.models import IamToken
 from airflow_provider_codecheck.core.operations import get_task_progress, run_task
 from airflow_provider_codecheck.core.settings import settings_from_connection
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.testing import connection_env
 from airflow_provider_codecheck.transport.aio import AsyncClient
 from airflow_provider_codecheck.transport.sync import SyncClient
 
@@ -38,24 +39,24 @@ STATIC_SECRETS = [
 LOGGERS = ("", "urllib3", "requests", "aiohttp", "asyncio", "airflow", "airflow_provider_codecheck")
 
 
-def _good_settings(mode, emu):
+def _good_settings(mode, emulator_with_t1):
     if mode == "token":
-        return h.token_settings(emu, emu.issue_token())
+        return h.token_settings(emulator_with_t1, emulator_with_t1.issue_token())
     if mode == "password":
-        return h.password_settings(emu, h.SECRET_USER, h.SECRET_PASSWORD, h.SECRET_DOMAIN)
+        return h.password_settings(emulator_with_t1, h.SECRET_USER, h.SECRET_PASSWORD, h.SECRET_DOMAIN)
     if mode == "aksk":
-        return h.aksk_settings(emu, h.SECRET_AK, h.SECRET_SK)
-    return h.aksk_settings(emu, h.TEMP_AK, h.TEMP_SK, security_token=h.SECURITY_TOKEN)
+        return h.aksk_settings(emulator_with_t1, h.SECRET_AK, h.SECRET_SK)
+    return h.aksk_settings(emulator_with_t1, h.TEMP_AK, h.TEMP_SK, security_token=h.SECURITY_TOKEN)
 
 
-def _bad_settings(mode, emu):
+def _bad_settings(mode, emulator_with_t1):
     if mode == "token":
-        return h.token_settings(emu, WRONG_TOKEN)
+        return h.token_settings(emulator_with_t1, WRONG_TOKEN)
     if mode == "password":
-        return h.password_settings(emu, h.SECRET_USER, WRONG_PASSWORD, h.SECRET_DOMAIN)
+        return h.password_settings(emulator_with_t1, h.SECRET_USER, WRONG_PASSWORD, h.SECRET_DOMAIN)
     if mode == "aksk":
-        return h.aksk_settings(emu, h.SECRET_AK, WRONG_SK)
-    return h.aksk_settings(emu, h.TEMP_AK, WRONG_SK, security_token=h.SECURITY_TOKEN)
+        return h.aksk_settings(emulator_with_t1, h.SECRET_AK, WRONG_SK)
+    return h.aksk_settings(emulator_with_t1, h.TEMP_AK, WRONG_SK, security_token=h.SECURITY_TOKEN)
 
 
 MODES = ("token", "password", "aksk", "aksk_sts")
@@ -100,14 +101,16 @@ def _prove_capture_sees_leaks(caplog, secret: str) -> None:
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("mode", MODES)
-def test_no_secret_in_logs_of_successful_and_failing_calls(secret_emu, debug_logs, capfd, transport, mode):
-    good = _good_settings(mode, secret_emu)
+def test_no_secret_in_logs_of_successful_and_failing_calls(
+    leakcheck_emulator, debug_logs, capfd, transport, mode
+):
+    good = _good_settings(mode, leakcheck_emulator)
     cache = TokenCache()
     for method in ("get_task_progress", "run_task", "stop_task", "get_defects_summary"):
         h.invoke(transport, good, method, h.TASK, cache=cache)
     # The live token now: a token rejected below is dropped from the cache, yet must not leak either.
     earlier = _secrets_of(good, cache)
-    secret_emu.set_faults(
+    leakcheck_emulator.set_faults(
         [
             {"kind": "http_503", "count": 1, "routes": ["progress"]},
             {"kind": "reset", "count": 1, "routes": ["progress"]},
@@ -119,7 +122,7 @@ def test_no_secret_in_logs_of_successful_and_failing_calls(secret_emu, debug_log
         h.invoke(transport, good, "get_task_progress", h.TASK, cache=cache)
     except CodeCheckError as error:  # token_expired is final for static tokens and AK/SK
         _assert_clean(str(error) + repr(error), _secrets_of(good, cache))
-    bad = _bad_settings(mode, secret_emu)
+    bad = _bad_settings(mode, leakcheck_emulator)
     with pytest.raises(CodeCheckError) as caught:
         h.invoke(transport, bad, "get_task_progress", h.TASK, cache=cache)
     secrets = list(dict.fromkeys(earlier + _secrets_of(good, cache)))
@@ -133,28 +136,20 @@ def test_no_secret_in_logs_of_successful_and_failing_calls(secret_emu, debug_log
     _prove_capture_sees_leaks(debug_logs, secrets[0])
 
 
-def test_no_secret_in_hook_logs_messages_and_reprs(secret_emu, debug_logs, capfd, monkeypatch):
-    good = {"auth_type": "password", "domain_name": h.SECRET_DOMAIN}
-    name, value = h.connection_uri_env(
-        "cc_secret_good",
-        secret_emu.base_url,
-        h.SECRET_USER,
-        h.SECRET_PASSWORD,
-        h.extra_for(secret_emu, **good),
+def test_no_secret_in_hook_logs_messages_and_reprs(leakcheck_emulator, debug_logs, capfd, monkeypatch):
+    url = leakcheck_emulator.base_url
+    good = {"login": h.SECRET_USER, "domain_name": h.SECRET_DOMAIN, "timeout": h.TIMEOUT}
+    sts = {
+        "login": h.TEMP_AK,
+        "password": h.TEMP_SK,
+        "security_token": h.SECURITY_TOKEN,
+        "timeout": h.TIMEOUT,
+    }
+    monkeypatch.setenv(
+        **connection_env("cc_secret_good", url, "password", password=h.SECRET_PASSWORD, **good)
     )
-    monkeypatch.setenv(name, value)
-    name, value = h.connection_uri_env(
-        "cc_secret_bad", secret_emu.base_url, h.SECRET_USER, WRONG_PASSWORD, h.extra_for(secret_emu, **good)
-    )
-    monkeypatch.setenv(name, value)
-    name, value = h.connection_uri_env(
-        "cc_secret_sts",
-        secret_emu.base_url,
-        h.TEMP_AK,
-        h.TEMP_SK,
-        h.extra_for(secret_emu, auth_type="aksk", security_token=h.SECURITY_TOKEN),
-    )
-    monkeypatch.setenv(name, value)
+    monkeypatch.setenv(**connection_env("cc_secret_bad", url, "password", password=WRONG_PASSWORD, **good))
+    monkeypatch.setenv(**connection_env("cc_secret_sts", url, "aksk", **sts))
     hook = CodeCheckHook(codecheck_conn_id="cc_secret_good", retry_policy=h.FAST)
     sts_hook = CodeCheckHook(codecheck_conn_id="cc_secret_sts", retry_policy=h.FAST)
     bad_hook = CodeCheckHook(codecheck_conn_id="cc_secret_bad", retry_policy=h.FAST)
@@ -189,26 +184,26 @@ def test_no_secret_in_hook_logs_messages_and_reprs(secret_emu, debug_logs, capfd
     _prove_capture_sees_leaks(debug_logs, h.SECRET_SK)
 
 
-def _all_settings(emu):
-    yield _good_settings("token", emu)
-    yield _good_settings("password", emu)
-    yield _good_settings("aksk", emu)
-    yield _good_settings("aksk_sts", emu)
+def _all_settings(emulator_with_t1):
+    yield _good_settings("token", emulator_with_t1)
+    yield _good_settings("password", emulator_with_t1)
+    yield _good_settings("aksk", emulator_with_t1)
+    yield _good_settings("aksk_sts", emulator_with_t1)
     yield settings_from_connection(
-        emu.base_url,
+        emulator_with_t1.base_url,
         h.SECRET_AK,
         h.SECRET_SK,
         {"auth_type": "aksk", "proxy": f"http://alice:{PROXY_PASSWORD}@proxy.example:3128"},
     )
 
 
-async def test_reprs_hold_no_secret(secret_emu):
-    token = secret_emu.issue_token()
+async def test_reprs_hold_no_secret(leakcheck_emulator):
+    token = leakcheck_emulator.issue_token()
     secrets = [*STATIC_SECRETS, token, "MII-iam-token-LEAKCANARY"]
     now = datetime(2026, 11, 28, tzinfo=timezone.utc)
-    for settings in _all_settings(secret_emu):
+    for settings in _all_settings(leakcheck_emulator):
         if hasattr(settings.auth, "token"):
-            settings = h.token_settings(secret_emu, token)
+            settings = h.token_settings(leakcheck_emulator, token)
         sync_client = SyncClient(settings, h.FAST)
         request = build_request(
             get_task_progress(h.TASK).call, settings.endpoint, settings, "MII-iam-token-LEAKCANARY", now

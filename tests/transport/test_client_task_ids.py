@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.errors import BadRequestError, InvalidTaskIdError
 from airflow_provider_codecheck.core.iam import TokenCache
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.testing import connection_env
 from airflow_provider_codecheck.transport.aio import AsyncClient
 from airflow_provider_codecheck.transport.sync import SyncClient
 
@@ -58,8 +59,8 @@ def test_accepted_ids_are_percent_encoded_into_one_segment():
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 @pytest.mark.parametrize("mode", ["token", "password", "aksk"])
-def test_clients_send_nothing_for_a_bad_id(emu, transport, mode):
-    settings = h.settings_for(mode, emu)
+def test_clients_send_nothing_for_a_bad_id(emulator_with_t1, transport, mode):
+    settings = h.settings_for(mode, emulator_with_t1)
     if transport == "sync":
         client = SyncClient(settings, h.FAST, token_cache=TokenCache())
         for task_id in BAD_IDS:
@@ -77,17 +78,17 @@ def test_clients_send_nothing_for_a_bad_id(emu, transport, mode):
                             await getattr(client, method)(task_id)
 
         asyncio.run(go())
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["requests_total"] == 0
     assert stats["iam_tokens_issued"] == 0
     assert stats["connections"] == 0
 
 
-def test_hook_sends_nothing_for_a_bad_id(emu, monkeypatch):
-    name, value = h.connection_uri_env(
-        "cc_ids", emu.base_url, None, emu.issue_token(), h.extra_for(emu, auth_type="token")
+def test_hook_sends_nothing_for_a_bad_id(emulator_with_t1, monkeypatch):
+    token = emulator_with_t1.issue_token()
+    monkeypatch.setenv(
+        **connection_env("cc_ids", emulator_with_t1.base_url, "token", token=token, timeout=h.TIMEOUT)
     )
-    monkeypatch.setenv(name, value)
     hook = CodeCheckHook(codecheck_conn_id="cc_ids", retry_policy=h.FAST)
     for task_id in BAD_IDS:
         for method in OPERATIONS:
@@ -97,16 +98,16 @@ def test_hook_sends_nothing_for_a_bad_id(emu, monkeypatch):
         event = hook.wait_for_scan(task_id, poll_interval=0.01, timeout=1)
         assert event["status"] == "error"
         assert "task id" in event["message"]
-    assert emu.stats()["requests_total"] == 0
+    assert emulator_with_t1.stats()["requests_total"] == 0
 
 
-def test_async_bad_id_inside_a_live_session(emu):
+def test_async_bad_id_inside_a_live_session(emulator_with_t1):
     async def go():
-        async with AsyncClient(h.settings_for("aksk", emu), h.FAST) as client:
+        async with AsyncClient(h.settings_for("aksk", emulator_with_t1), h.FAST) as client:
             for task_id in BAD_IDS:
                 with pytest.raises(ValueError):
                     await client.get_task_progress(task_id)
             return await client.get_task_progress(h.TASK)
 
     assert asyncio.run(go()).ratio == 100
-    assert emu.stats()["requests_total"] == 1
+    assert emulator_with_t1.stats()["requests_total"] == 1

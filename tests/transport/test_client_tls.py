@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import cc_client_helpers as h
 import certifi
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core.errors import TlsVerificationError
 from airflow_provider_codecheck.core.iam import TokenCache
 from airflow_provider_codecheck.core.models import TaskStatus
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
+from airflow_provider_codecheck.testing import connection_env
 
 
 @pytest.fixture
@@ -62,15 +63,14 @@ def test_verify_false_skips_verification(tls_emu, monkeypatch, transport):
 
 
 def test_hook_test_connection_explains_tls_failure(tls_emu, monkeypatch):
-    name, value = h.connection_uri_env(
-        "cc_tls", tls_emu.base_url, None, tls_emu.issue_token(), h.extra_for(tls_emu, auth_type="token")
-    )
-    monkeypatch.setenv(name, value)
+    token = tls_emu.issue_token()
+    monkeypatch.setenv(**connection_env("cc_tls", tls_emu.base_url, "token", token=token, timeout=h.TIMEOUT))
     ok, message = CodeCheckHook(codecheck_conn_id="cc_tls", retry_policy=h.FAST).test_connection()
     assert not ok
     assert "ca_bundle" in message
-    extra = h.extra_for(tls_emu, auth_type="token", ca_bundle=tls_emu.ca_file)
-    name, value = h.connection_uri_env("cc_tls_ok", tls_emu.base_url, None, tls_emu.issue_token(), extra)
-    monkeypatch.setenv(name, value)
+    ok_conn = connection_env(
+        "cc_tls_ok", tls_emu.base_url, "token", token=token, ca_file=tls_emu.ca_file, timeout=h.TIMEOUT
+    )
+    monkeypatch.setenv(**ok_conn)
     ok, message = CodeCheckHook(codecheck_conn_id="cc_tls_ok", retry_policy=h.FAST).test_connection()
     assert ok, message

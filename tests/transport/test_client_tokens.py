@@ -6,7 +6,7 @@ import asyncio
 import threading
 from datetime import datetime, timedelta, timezone
 
-import cc_client_helpers as h
+import client_helpers as h
 import pytest
 
 from airflow_provider_codecheck.core import iam
@@ -21,36 +21,36 @@ from airflow_provider_codecheck.transport.sync import SyncClient
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_token_expired_on_the_server_is_refreshed_with_exactly_one_iam_call(emu, transport):
-    settings = h.password_settings(emu)
+def test_token_expired_on_the_server_is_refreshed_with_exactly_one_iam_call(emulator_with_t1, transport):
+    settings = h.password_settings(emulator_with_t1)
     cache = TokenCache()
     assert (
         h.invoke(transport, settings, "get_task_progress", h.TASK, cache=cache).status is TaskStatus.SUCCESS
     )
-    first = emu.stats()
+    first = emulator_with_t1.stats()
     assert first["iam_tokens_issued"] == 1
-    emu.expire_tokens()
+    emulator_with_t1.expire_tokens()
     assert (
         h.invoke(transport, settings, "get_task_progress", h.TASK, cache=cache).status is TaskStatus.SUCCESS
     )
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 2, "exactly one extra IAM call"
     assert stats["requests"] == {"iam 201": 2, "progress 200": 2, "progress 401": 1}
     # The new token is cached: a third call needs no IAM call.
     h.invoke(transport, settings, "get_task_progress", h.TASK, cache=cache)
-    assert emu.stats()["iam_tokens_issued"] == 2
+    assert emulator_with_t1.stats()["iam_tokens_issued"] == 2
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_token_expiring_mid_sequence_fault_is_refreshed(emu, transport):
-    settings = h.password_settings(emu)
+def test_token_expiring_mid_sequence_fault_is_refreshed(emulator_with_t1, transport):
+    settings = h.password_settings(emulator_with_t1)
     cache = TokenCache()
     h.invoke(transport, settings, "get_defects_summary", h.TASK, cache=cache)
-    emu.set_faults([{"kind": "token_expired", "count": 1, "routes": ["progress"]}])
+    emulator_with_t1.set_faults([{"kind": "token_expired", "count": 1, "routes": ["progress"]}])
     assert (
         h.invoke(transport, settings, "get_task_progress", h.TASK, cache=cache).status is TaskStatus.SUCCESS
     )
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 2
     assert stats["requests"]["progress 401"] == 1
     assert stats["requests"]["progress 200"] == 1
@@ -69,14 +69,14 @@ def near_expiry_emulator():
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
 def test_token_inside_the_refresh_margin_is_replaced_before_use(near_expiry_emulator, transport):
-    emu = near_expiry_emulator
-    emu.reset()
-    emu.add_task(task_id=h.TASK, initial_status=2)
-    settings = h.password_settings(emu)
+    emulator_with_t1 = near_expiry_emulator
+    emulator_with_t1.reset()
+    emulator_with_t1.add_task(task_id=h.TASK, initial_status=2)
+    settings = h.password_settings(emulator_with_t1)
     cache = TokenCache()
     h.invoke(transport, settings, "get_task_progress", h.TASK, cache=cache)
     h.invoke(transport, settings, "get_task_progress", h.TASK, cache=cache)
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     # Proactive: the client never sent the stale token, so the service never answered 401.
     assert stats["iam_tokens_issued"] == 2
     assert stats["requests"] == {"iam 201": 2, "progress 200": 2}
@@ -86,10 +86,10 @@ def test_token_inside_the_refresh_margin_is_replaced_before_use(near_expiry_emul
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_expired_static_token_fails_without_retry_storm(emu, transport):
-    settings = h.token_settings(emu, emu.issue_token(lifetime_s=3600))
+def test_expired_static_token_fails_without_retry_storm(emulator_with_t1, transport):
+    settings = h.token_settings(emulator_with_t1, emulator_with_t1.issue_token(lifetime_s=3600))
     assert h.invoke(transport, settings, "get_task_progress", h.TASK).status is TaskStatus.SUCCESS
-    emu.expire_tokens()
+    emulator_with_t1.expire_tokens()
     seen = []
     with pytest.raises(TokenExpiredError) as caught:
         h.invoke(
@@ -109,18 +109,18 @@ def test_expired_static_token_fails_without_retry_storm(emu, transport):
     assert error.request_id in str(error)
     if transport == "sync":
         assert error.request_id == seen[-1].headers["X-Request-Id"]
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["requests"] == {"progress 200": 1, "progress 401": 1}
     assert stats["iam_tokens_issued"] == 0
 
 
 @pytest.mark.parametrize("transport", h.TRANSPORTS)
-def test_token_expired_fault_with_static_token_is_final(emu, transport):
-    settings = h.token_settings(emu, emu.issue_token())
-    emu.set_faults([{"kind": "token_expired", "count": 1}])
+def test_token_expired_fault_with_static_token_is_final(emulator_with_t1, transport):
+    settings = h.token_settings(emulator_with_t1, emulator_with_t1.issue_token())
+    emulator_with_t1.set_faults([{"kind": "token_expired", "count": 1}])
     with pytest.raises(TokenExpiredError):
         h.invoke(transport, settings, "get_defects_statistic", h.TASK)
-    assert emu.stats()["requests_total"] == 1
+    assert emulator_with_t1.stats()["requests_total"] == 1
 
 
 # --- TokenCache.fresh (pure) ------------------------------------------------------------------------------
@@ -188,8 +188,8 @@ def test_cache_key_separates_passwords_without_holding_them():
 # --- single-flight ---------------------------------------------------------------------------------------------
 
 
-def test_single_flight_across_100_threads(emu):
-    settings = h.password_settings(emu)
+def test_single_flight_across_100_threads(emulator_with_t1):
+    settings = h.password_settings(emulator_with_t1)
     cache = TokenCache()
     clients = [SyncClient(settings, h.FAST, token_cache=cache) for _ in range(100)]
     barrier = threading.Barrier(len(clients))
@@ -212,24 +212,24 @@ def test_single_flight_across_100_threads(emu):
         thread.join(timeout=60)
     assert not errors, errors[:3]
     assert results == [TaskStatus.SUCCESS] * 100
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 1
     assert stats["requests"] == {"iam 201": 1, "progress 200": 100}
 
 
-async def test_single_flight_across_100_tasks(emu):
-    settings = h.password_settings(emu)
+async def test_single_flight_across_100_tasks(emulator_with_t1):
+    settings = h.password_settings(emulator_with_t1)
     cache = TokenCache()
     async with AsyncClient(settings, h.FAST, token_cache=cache) as client:
         statuses = await asyncio.gather(*(client.get_task_progress(h.TASK) for _ in range(100)))
     assert [p.status for p in statuses] == [TaskStatus.SUCCESS] * 100
-    stats = emu.stats()
+    stats = emulator_with_t1.stats()
     assert stats["iam_tokens_issued"] == 1
     assert stats["requests"] == {"iam 201": 1, "progress 200": 100}
 
 
-async def test_single_flight_across_100_clients_on_one_loop(emu):
-    settings = h.password_settings(emu)
+async def test_single_flight_across_100_clients_on_one_loop(emulator_with_t1):
+    settings = h.password_settings(emulator_with_t1)
     cache = TokenCache()
 
     async def one() -> TaskStatus:
@@ -237,12 +237,12 @@ async def test_single_flight_across_100_clients_on_one_loop(emu):
             return (await client.get_task_progress(h.TASK)).status
 
     assert await asyncio.gather(*(one() for _ in range(100))) == [TaskStatus.SUCCESS] * 100
-    assert emu.stats()["iam_tokens_issued"] == 1
+    assert emulator_with_t1.stats()["iam_tokens_issued"] == 1
 
 
-def test_single_flight_with_the_process_wide_cache(emu):
+def test_single_flight_with_the_process_wide_cache(emulator_with_t1):
     iam.TOKEN_CACHE.clear()
-    settings = h.password_settings(emu)
+    settings = h.password_settings(emulator_with_t1)
     barrier = threading.Barrier(20)
 
     def work() -> None:
@@ -256,4 +256,4 @@ def test_single_flight_with_the_process_wide_cache(emu):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert emu.stats()["requests"] == {"iam 201": 1, "progress 200": 20}
+    assert emulator_with_t1.stats()["requests"] == {"iam 201": 1, "progress 200": 20}

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from dag_helpers import connection_json
 
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.emulator.server import EmulatorServer
 from airflow_provider_codecheck.emulator.state import ManualClock
+from airflow_provider_codecheck.testing import connection_json
 from airflow_provider_codecheck.triggers import events
 from airflow_provider_codecheck.triggers.events import STATE_KEY, CodeCheckScanEventTrigger
 

@@ -73,33 +73,37 @@ def _trigger(task_id: str) -> CodeCheckTaskTrigger:
         (RuntimeError("supervisor gone"), False),  # cannot tell: do not stop
     ],
 )
-def test_trigger_on_kill_asks_whether_the_task_is_still_deferred(emulator, monkeypatch, answer, stopped):
+def test_trigger_on_kill_asks_whether_the_task_is_still_deferred(
+    default_conn_emulator, monkeypatch, answer, stopped
+):
     if isinstance(answer, dict):
         answer = comms_module.TICount(**answer)
-    emulator.add_task(task_id="scan-k2", duration_s=60, final_status=2, running=True)
+    default_conn_emulator.add_task(task_id="scan-k2", duration_s=60, final_status=2, running=True)
     comms = _Comms(answer)
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
     asyncio.run(_trigger("scan-k2").on_kill())
-    assert emulator.get_task("scan-k2")["task_status"] == (3 if stopped else 0)
+    assert default_conn_emulator.get_task("scan-k2")["task_status"] == (3 if stopped else 0)
     (asked,) = comms.asked
     assert asked.states == ["deferred"]
     assert (asked.dag_id, asked.run_ids, asked.task_ids, asked.map_index) == ("d", ["r"], ["scan"], -1)
 
 
 @needs_sdk
-def test_trigger_on_kill_stops_only_a_scan_still_checking(emulator, monkeypatch):
-    emulator.add_task(task_id="scan-done", duration_s=0.1, final_status=2, running=False, initial_status=2)
+def test_trigger_on_kill_stops_only_a_scan_still_checking(default_conn_emulator, monkeypatch):
+    default_conn_emulator.add_task(
+        task_id="scan-done", duration_s=0.1, final_status=2, running=False, initial_status=2
+    )
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", _Comms(comms_module.TICount(count=0)), raising=False)
     asyncio.run(_trigger("scan-done").on_kill())
-    assert emulator.stats()["requests"].get("stop 200") is None
+    assert default_conn_emulator.stats()["requests"].get("stop 200") is None
 
 
 @needs_sdk
-def test_trigger_on_kill_still_stops_when_the_progress_read_fails(emulator, monkeypatch):
+def test_trigger_on_kill_still_stops_when_the_progress_read_fails(default_conn_emulator, monkeypatch):
     # A real kill, but progress cannot be read (here: a job_id the service does not know): stop anyway.
-    emulator.add_task(task_id="scan-k3", duration_s=60, final_status=2, running=True)
+    default_conn_emulator.add_task(task_id="scan-k3", duration_s=60, final_status=2, running=True)
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", _Comms(comms_module.TICount(count=0)), raising=False)
     trigger = _trigger("scan-k3")
     trigger.job_id = trigger.exec_id = "ghost"
     asyncio.run(trigger.on_kill())
-    assert emulator.get_task("scan-k3")["task_status"] == 3
+    assert default_conn_emulator.get_task("scan-k3")["task_status"] == 3
