@@ -9,7 +9,7 @@ Everything needed to test a DAG that uses this provider without a Huawei Cloud a
 * :class:`EmulatorAdmin`, a client of its admin API (``/_emulator/*``): create scans, inject faults, read
   counters;
 * **connection builders** for every auth mode — :func:`connection` (the fields), :func:`connection_json`,
-  :func:`connection_uri` and :func:`connection_env` (``{"AIRFLOW_CONN_<ID>": value}``) — filled with the
+  :func:`connection_uri` and :func:`connection_env` (``("AIRFLOW_CONN_<ID>", value)``) — filled with the
   emulator's default credentials unless you pass your own;
 * **the fault catalogue**: every fault kind the emulator can inject, grouped by what a wait does about it
   (:data:`RETRIED_FAULTS`, :data:`PERMANENT_FAULTS`, ...), and :func:`fault` to write a fault spec.
@@ -21,7 +21,7 @@ A DAG test, end to end::
     def test_my_dag(monkeypatch):
         with testing.spawn_emulator() as emulator:
             emulator.admin.add_task(task_id="t1", duration_s=1, final_status=2)
-            monkeypatch.setenv(**testing.connection_env("codecheck_default", emulator.base_url))
+            monkeypatch.setenv(*testing.connection_env("codecheck_default", emulator.base_url))
             dag_run = my_dag.test()
         assert dag_run.state == "success"
 
@@ -258,13 +258,13 @@ def connection_env(
     *,
     uri: bool = False,
     **kwargs: Any,
-) -> dict[str, str]:
-    """``{"AIRFLOW_CONN_<CONN_ID>": value}`` for ``os.environ.update`` or ``monkeypatch.setenv(**...)``:
-    connection ``conn_id`` pointing at ``base_url`` (JSON, or a URI with ``uri=True``)."""
+) -> tuple[str, str]:
+    """``("AIRFLOW_CONN_<CONN_ID>", value)``: connection ``conn_id`` pointing at ``base_url`` (JSON, or a URI
+    with ``uri=True``), for ``monkeypatch.setenv(*connection_env(...))`` or ``os.environ.update([...])``."""
     if not base_url:
         raise ValueError("base_url is required (the emulator's base_url)")
     build = connection_uri if uri else connection_json
-    return {conn_env_var(conn_id): build(base_url, auth_type, **kwargs)}
+    return conn_env_var(conn_id), build(base_url, auth_type, **kwargs)
 
 
 def connection_settings(base_url: str, auth_type: AuthType = "password", **kwargs: Any) -> ConnectionSettings:

@@ -122,7 +122,7 @@ def emulator_with_t1(emulator: EmulatorServer) -> EmulatorServer:
 @pytest.fixture
 def default_conn_emulator(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
     """The shared emulator, reset, with ``codecheck_default`` pointing at it (IAM password auth)."""
-    monkeypatch.setenv(**testing.connection_env(testing.DEFAULT_CONN_ID, emulator.base_url))
+    monkeypatch.setenv(*testing.connection_env(testing.DEFAULT_CONN_ID, emulator.base_url))
     return emulator
 
 
@@ -196,7 +196,7 @@ def reliability_conn(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) 
     def configure(
         auth_type: testing.AuthType = "password", conn_id: str = "codecheck_rel", **extra: Any
     ) -> str:
-        monkeypatch.setenv(**testing.connection_env(conn_id, emulator.base_url, auth_type, **extra))
+        monkeypatch.setenv(*testing.connection_env(conn_id, emulator.base_url, auth_type, **extra))
         return conn_id
 
     return configure

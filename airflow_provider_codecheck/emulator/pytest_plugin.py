@@ -65,9 +65,9 @@ def codecheck_connection(
     ) -> str:
         if auth_type == "token" and "token" not in kwargs:
             kwargs["token"] = codecheck_emulator_clean.issue_token()
-        env = testing.connection_env(conn_id, codecheck_emulator_clean.base_url, auth_type, **kwargs)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(
+            *testing.connection_env(conn_id, codecheck_emulator_clean.base_url, auth_type, **kwargs)
+        )
         testing.reset_process_state()
         return conn_id
 

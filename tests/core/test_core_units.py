@@ -521,7 +521,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 
 
 def ctx(rand: float = 1.0) -> flow.Context:
-    # The effect sequences of one flow, without the process-wide request budget (tests/unit/test_budget.py).
+    # The effect sequences of one flow, without the process-wide request budget (tests/core/test_budget.py).
     return flow.Context(monotonic=lambda: 0.0, now=lambda: NOW, rand=lambda: rand, budgets=None)
 
 
@@ -724,7 +724,7 @@ def test_settings_defaults_and_derivations():
     assert settings.auth == AkSkAuth("AK", "SK")
     assert (settings.timeout, settings.verify) == (12.5, False)
     # ca_bundle must name a readable file (checked when the connection is read).
-    ca_pem = Path(__file__).with_name("conftest.py")  # any readable file will do for the settings
+    ca_pem = Path(__file__)  # any readable file will do for the settings
     settings = settings_from_connection(
         "http://127.0.0.1:1", None, "tok", {"auth_type": "token", "verify": False, "ca_bundle": str(ca_pem)}
     )
@@ -905,7 +905,7 @@ def test_wait_reports_only_changes():
     answers = [progress(0, "10%"), progress(0, "10%"), progress(0, "20%"), progress(2, "100%")]
     _, effects = drive(wait_for_scan("t1", 1.0, None, clock=clock), answers, clock)
     infos = [e.message for e in effects if isinstance(e, Report) and e.level == "info"]
-    infos = [m for m in infos if "estimated end" not in m]  # the pacing's line (tests/unit/test_pacing.py)
+    infos = [m for m in infos if "estimated end" not in m]  # the pacing's line (tests/core/test_pacing.py)
     assert len(infos) == 3
     assert "ratio=20%" in infos[1]
 

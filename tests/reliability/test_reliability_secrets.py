@@ -6,7 +6,7 @@ SQLite file's raw bytes), exception messages, or the reprs of hook, trigger, ope
 
 The secrets: IAM password, SK, temporary SK and its security token, a static X-Auth-Token, every IAM token the
 emulator issued during the scan, and the wrong password / SK / security token / token of the failure paths.
-(Client-level reprs and logs are covered in depth by ``tests/client/test_client_secrets.py``.)
+(Client-level reprs and logs are covered in depth by ``tests/transport/test_client_secrets.py``.)
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def secrets_env(relcanary_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPa
     connections = _connections(static_token)
     for conn_id, fields in connections.items():
         monkeypatch.setenv(
-            **testing.connection_env(conn_id, relcanary_emulator.base_url, timeout=10, **fields)
+            *testing.connection_env(conn_id, relcanary_emulator.base_url, timeout=10, **fields)
         )
     return {"emu": relcanary_emulator, "static_token": static_token, "connections": connections}
 

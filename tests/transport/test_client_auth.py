@@ -122,7 +122,7 @@ def _define_connection(monkeypatch, conn_id, emulator, mode, **overrides):
     if mode == "token":
         overrides.setdefault("password", emulator.issue_token())
     overrides.setdefault("timeout", h.TIMEOUT)
-    monkeypatch.setenv(**connection_env(conn_id, emulator.base_url, mode, **overrides))
+    monkeypatch.setenv(*connection_env(conn_id, emulator.base_url, mode, **overrides))
     return CodeCheckHook(codecheck_conn_id=conn_id, retry_policy=h.FAST)
 
 

@@ -145,11 +145,9 @@ def test_no_secret_in_hook_logs_messages_and_reprs(leakcheck_emulator, debug_log
         "security_token": h.SECURITY_TOKEN,
         "timeout": h.TIMEOUT,
     }
-    monkeypatch.setenv(
-        **connection_env("cc_secret_good", url, "password", password=h.SECRET_PASSWORD, **good)
-    )
-    monkeypatch.setenv(**connection_env("cc_secret_bad", url, "password", password=WRONG_PASSWORD, **good))
-    monkeypatch.setenv(**connection_env("cc_secret_sts", url, "aksk", **sts))
+    monkeypatch.setenv(*connection_env("cc_secret_good", url, "password", password=h.SECRET_PASSWORD, **good))
+    monkeypatch.setenv(*connection_env("cc_secret_bad", url, "password", password=WRONG_PASSWORD, **good))
+    monkeypatch.setenv(*connection_env("cc_secret_sts", url, "aksk", **sts))
     hook = CodeCheckHook(codecheck_conn_id="cc_secret_good", retry_policy=h.FAST)
     sts_hook = CodeCheckHook(codecheck_conn_id="cc_secret_sts", retry_policy=h.FAST)
     bad_hook = CodeCheckHook(codecheck_conn_id="cc_secret_bad", retry_policy=h.FAST)

@@ -87,7 +87,7 @@ def test_clients_send_nothing_for_a_bad_id(emulator_with_t1, transport, mode):
 def test_hook_sends_nothing_for_a_bad_id(emulator_with_t1, monkeypatch):
     token = emulator_with_t1.issue_token()
     monkeypatch.setenv(
-        **connection_env("cc_ids", emulator_with_t1.base_url, "token", token=token, timeout=h.TIMEOUT)
+        *connection_env("cc_ids", emulator_with_t1.base_url, "token", token=token, timeout=h.TIMEOUT)
     )
     hook = CodeCheckHook(codecheck_conn_id="cc_ids", retry_policy=h.FAST)
     for task_id in BAD_IDS:

@@ -64,13 +64,13 @@ def test_verify_false_skips_verification(tls_emu, monkeypatch, transport):
 
 def test_hook_test_connection_explains_tls_failure(tls_emu, monkeypatch):
     token = tls_emu.issue_token()
-    monkeypatch.setenv(**connection_env("cc_tls", tls_emu.base_url, "token", token=token, timeout=h.TIMEOUT))
+    monkeypatch.setenv(*connection_env("cc_tls", tls_emu.base_url, "token", token=token, timeout=h.TIMEOUT))
     ok, message = CodeCheckHook(codecheck_conn_id="cc_tls", retry_policy=h.FAST).test_connection()
     assert not ok
     assert "ca_bundle" in message
     ok_conn = connection_env(
         "cc_tls_ok", tls_emu.base_url, "token", token=token, ca_file=tls_emu.ca_file, timeout=h.TIMEOUT
     )
-    monkeypatch.setenv(**ok_conn)
+    monkeypatch.setenv(*ok_conn)
     ok, message = CodeCheckHook(codecheck_conn_id="cc_tls_ok", retry_policy=h.FAST).test_connection()
     assert ok, message
