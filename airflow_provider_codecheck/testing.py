@@ -44,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_codecheck.emulator import defaults
-from airflow_provider_codecheck.emulator.faults import AFTER_KINDS, KINDS
+from airflow_provider_codecheck.emulator.faults import AFTER_KINDS, KINDS, TRANSIENT_KINDS
 
 if TYPE_CHECKING:
     from airflow_provider_codecheck.core.settings import ConnectionSettings
@@ -97,24 +97,17 @@ SECRET_KEY = defaults.SECRET_KEY
 ALL_FAULTS: frozenset[str] = KINDS
 """Every fault kind the emulator knows (``POST /_emulator/faults``, or a task's own ``faults``)."""
 
-RETRIED_FAULTS: tuple[str, ...] = (
-    "busy_400",
-    "busy_200",
-    "throttle_429",
-    "http_500",
-    "http_502",
-    "http_503",
-    "html_502",
-    "reset",
-    "slow",
-    "malformed_json",
-    "unknown_status",
+TOKEN_FAULTS: tuple[str, ...] = ("token_expired", "token_rejected")
+"""A rejected X-Auth-Token: with IAM password auth one new token is fetched and the call goes on."""
+
+OTHER_FAULTS: tuple[str, ...] = ("running_200",)
+"""``running_200``: a ``run`` call answered "a scan is already running" (the operator attaches to it)."""
+
+RETRIED_FAULTS: tuple[str, ...] = tuple(
+    sorted(TRANSIENT_KINDS - AFTER_KINDS - set(TOKEN_FAULTS) - set(OTHER_FAULTS))
 )
 """Kinds that replace an answer with a transient failure: a wait retries and goes on (``slow`` needs a
 connection ``timeout`` below the fault's ``delay_s`` to be a failure at all)."""
-
-TOKEN_FAULTS: tuple[str, ...] = ("token_expired", "token_rejected")
-"""A rejected X-Auth-Token: with IAM password auth one new token is fetched and the call goes on."""
 
 PERMANENT_FAULTS: Mapping[str, str] = {
     "forbidden_403": "APIGW.0302",
@@ -126,9 +119,6 @@ PERMANENT_FAULTS: Mapping[str, str] = {
 
 AFTER_FAULTS: frozenset[str] = AFTER_KINDS
 """Kinds that perform the operation (a ``run`` starts the scan) and then lose or change its answer."""
-
-OTHER_FAULTS: tuple[str, ...] = ("running_200",)
-"""``running_200``: a ``run`` call answered "a scan is already running" (the operator attaches to it)."""
 
 
 def fault(
@@ -367,16 +357,10 @@ class EmulatorAdmin:
         body = {"code": code, **({} if tokens is None else {"tokens": list(tokens)})}
         return int(self.request("POST", "revoke-tokens", body)["revoked"])
 
-    def set_quota(
-        self,
-        rate: float | None = None,
-        burst: int | None = None,
-        scope: str = "api",
-        retry_after_form: str | None = "seconds",
-    ) -> dict[str, Any]:
-        """A token-bucket quota in requests per second answering 429 ``APIGW.0308`` (None: off)."""
-        body = {"rate": rate, "burst": burst, "scope": scope, "retry_after_form": retry_after_form}
-        quota: dict[str, Any] = self.request("POST", "quota", body)
+    def set_quota(self, rate: float | None = None, **options: Any) -> dict[str, Any]:
+        """A token-bucket quota of ``rate`` requests per second answering 429 ``APIGW.0308`` (None: off);
+        ``options``: ``burst``, ``scope`` ("api": a bucket per route), ``retry_after_form``. Returns it."""
+        quota: dict[str, Any] = self.request("POST", "quota", {"rate": rate, **options})
         return quota
 
     def set_shape(self, null_fields: str = "null") -> None:

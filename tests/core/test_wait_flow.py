@@ -59,27 +59,3 @@ def test_retry_after_is_bounded_by_the_deadline():
     pauses, event = _pauses([_throttled(60.0)], poll_interval=1.0, deadline=1010.0)
     assert pauses == [10.0]
     assert event["status"] == "timeout"
-
-
-def test_throttled_poke_is_not_repeated_before_retry_after(default_conn_emulator):
-    # Sensor poke/reschedule modes: the next poke comes no sooner than the server's Retry-After.
-    import time
-
-    from airflow_provider_codecheck.core.retry import RetryPolicy
-    from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
-    from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
-
-    default_conn_emulator.add_task(
-        task_id="throttled",
-        duration_s=30,
-        final_status=2,
-        running=True,
-        faults=[{"kind": "throttle_429", "count": 2, "retry_after": 40, "routes": ["progress"]}],
-    )
-    sensor = CodeCheckTaskSensor(task_id="s", codecheck_task_id="throttled", poke_interval=1, mode="poke")
-    # One attempt per poke, so the 429 reaches the sensor at once (a Retry-After beyond the client's retry
-    # budget is given up on at once anyway).
-    sensor.hook = CodeCheckHook(retry_policy=RetryPolicy(max_attempts=1))
-    assert sensor.poke({}) is False
-    assert sensor._get_next_poke_interval(time.monotonic(), lambda: 0.0, 1) == 40.0
-    assert sensor._get_next_poke_interval(time.monotonic(), lambda: 0.0, 2) == 1.0  # back to poke_interval

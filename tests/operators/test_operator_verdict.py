@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow_support import build_dag, ti_states, xcom
+from airflow_support import RecordingTaskInstance, build_dag, ti_states, xcom
 
 from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
 
@@ -56,16 +56,6 @@ def test_verdict_is_pushed_when_defect_counts_fail(default_conn_emulator, deferr
     assert default_conn_emulator.stats()["runs"] == {"v-plain": 1, "v-gated": 1}  # no second scan
 
 
-class _TI:
-    try_number = 1
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
-
-
 def test_gate_without_counts_fails_without_retry_naming_the_error(default_conn_emulator):
     _add(default_conn_emulator, "v-msg")
     operator = CodeCheckRunTaskOperator(
@@ -80,7 +70,7 @@ def test_gate_without_counts_fails_without_retry_naming_the_error(default_conn_e
         "info": None,
         "message": "ended",
     }
-    ti = _TI()
+    ti = RecordingTaskInstance()
     with pytest.raises(AirflowFailException, match=r"APIGW\.0500") as raised:
         operator.execute_complete({"ti": ti}, event)
     assert "request id" in str(raised.value)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow_support import build_dag, ti_states, xcom
+from airflow_support import RecordingTaskInstance, build_dag, ti_states, xcom
 
 from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.models import SEVERITIES, DefectStatistic, DefectSummary
@@ -154,16 +154,6 @@ def test_unreadable_summary_keeps_the_verdict(default_conn_emulator, deferrable)
     assert stats["requests"]["defects_summary 500"] == 15  # every read exhausted its retries
 
 
-class _TI:
-    try_number = 1
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
-
-
 def _success_event(task_id: str) -> dict[str, object]:
     return {
         "status": "success",
@@ -181,7 +171,7 @@ def test_unreadable_summary_fails_the_service_gate_naming_the_error(default_conn
         task_id="s-msg", duration_s=0.3, final_status=2, running=False, faults=SUMMARY_DOWN
     )
     operator = CodeCheckRunTaskOperator(task_id="scan", codecheck_task_id="s-msg", fail_on_service_gate=True)
-    ti = _TI()
+    ti = RecordingTaskInstance()
     with pytest.raises(AirflowFailException, match=r"APIGW\.0500") as raised:
         operator.execute_complete({"ti": ti}, _success_event("s-msg"))
     assert not isinstance(raised.value, CodeCheckServiceGateFailed)  # unknown, not a failed gate
@@ -193,7 +183,7 @@ def test_unreadable_summary_fails_the_service_gate_naming_the_error(default_conn
 def test_failed_service_gate_names_the_verdict(default_conn_emulator):
     default_conn_emulator.add_task(task_id="s-red", final_status=2, running=False, defects={"critical": 4})
     operator = CodeCheckRunTaskOperator(task_id="scan", codecheck_task_id="s-red", fail_on_service_gate=True)
-    ti = _TI()
+    ti = RecordingTaskInstance()
     with pytest.raises(CodeCheckServiceGateFailed, match=r"is_access '0'"):
         operator.execute_complete({"ti": ti}, _success_event("s-red"))
     assert ti.xcom["is_access"] is False
@@ -213,7 +203,7 @@ class _Hook:
 def test_unknown_verdict_does_not_fail_the_service_gate():
     operator = CodeCheckRunTaskOperator(task_id="scan", codecheck_task_id="t", fail_on_service_gate=True)
     operator.__dict__["hook"] = _Hook()  # the cached_property
-    ti = _TI()
+    ti = RecordingTaskInstance()
     result = operator.execute_complete({"ti": ti}, _success_event("t"))
     assert result["is_access"] is None
     assert ti.xcom["is_access"] is None
@@ -225,7 +215,7 @@ def test_failed_scan_reads_no_summary(default_conn_emulator):
     operator = CodeCheckRunTaskOperator(
         task_id="scan", codecheck_task_id="s-fail", fail_on_failure=False, fail_on_service_gate=True
     )
-    ti = _TI()
+    ti = RecordingTaskInstance()
     event = {**_success_event("s-fail"), "status": "failed", "task_status": 1, "ratio": None}
     result = operator.execute_complete({"ti": ti}, event)
     assert result["status"] == "failed"

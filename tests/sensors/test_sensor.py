@@ -1,27 +1,25 @@
-"""Sensor and operator behaviour in real Airflow (dag.test on SQLite) against the emulator."""
+"""The sensor in real Airflow (dag.test on SQLite) against the emulator: worker modes, deferral, soft_fail, XCom."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import json
+import time
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
-from airflow_support import build_dag, polls_by, ti_states, xcom
+from airflow_support import RecordingTaskInstance, build_dag, polls_by, ti_states, xcom
 
+from airflow_provider_codecheck.core.retry import RetryPolicy
 from airflow_provider_codecheck.exceptions import (
     CodeCheckScanFailed,
     CodeCheckWaitAborted,
     CodeCheckWaitError,
 )
+from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
-from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 SENSOR = "CodeCheckTaskSensor"
-OPERATOR = "CodeCheckRunTaskOperator"
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])
@@ -66,16 +64,6 @@ def test_deferred_sensor_times_out_inside_the_trigger(default_conn_emulator):
     assert ti_states(dag_run) == {"wait": "failed", "wait_soft": "skipped"}
 
 
-class _TaskInstance:
-    """Just enough of a TI for execute_complete: it records XCom pushes."""
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
-
-
 def _event(status: str, task_status: int | None, **extra: object) -> dict[str, object]:
     return {
         "status": status,
@@ -105,12 +93,12 @@ def _event(status: str, task_status: int | None, **extra: object) -> dict[str, o
 def test_sensor_execute_complete_never_succeeds_by_accident(event, error):
     sensor = CodeCheckTaskSensor(task_id="s", codecheck_task_id="t")
     with pytest.raises(error):
-        sensor.execute_complete({"ti": _TaskInstance()}, event)
+        sensor.execute_complete({"ti": RecordingTaskInstance()}, event)
 
 
 def test_sensor_execute_complete_success_pushes_every_key(default_conn_emulator):
     default_conn_emulator.add_task(task_id="t", final_status=2, running=False)
-    ti = _TaskInstance()
+    ti = RecordingTaskInstance()
     result = CodeCheckTaskSensor(task_id="s", codecheck_task_id="t").execute_complete(
         {"ti": ti}, _event("success", 2)
     )
@@ -133,107 +121,19 @@ def test_sensor_execute_complete_success_pushes_every_key(default_conn_emulator)
     }
 
 
-def test_operator_in_worker_mode_with_failed_scan(default_conn_emulator):
-    default_conn_emulator.add_task(task_id="scan-w", duration_s=0.5, final_status=1, running=False)
-    kwargs = {"codecheck_task_id": "scan-w", "deferrable": False, "poll_interval": 0.2}
-    dag = build_dag("operator_worker", {"scan": (OPERATOR, kwargs)})
-    dag_run = dag.test()
-    assert ti_states(dag_run) == {"scan": "failed"}
-    assert xcom(dag_run, "scan", "status") == "failed"
-    stats = default_conn_emulator.stats()
-    assert stats["runs"] == {"scan-w": 1}
-    assert polls_by(stats, "aiohttp") == 0
-
-
-def test_operator_without_waiting_returns_after_start(default_conn_emulator):
-    default_conn_emulator.add_task(task_id="scan-nw", duration_s=30, final_status=2, running=False)
-    kwargs = {"codecheck_task_id": "scan-nw", "wait_for_completion": False}
-    dag = build_dag("operator_no_wait", {"scan": (OPERATOR, kwargs)})
-    dag_run = dag.test()
-    assert ti_states(dag_run) == {"scan": "success"}
-    assert xcom(dag_run, "scan", "status") == "started"
-    assert xcom(dag_run, "scan", "exec_id") == default_conn_emulator.get_task("scan-nw")["last_exec_id"]
-
-
-def test_operator_retry_attaches_to_the_running_scan_instead_of_starting_another(default_conn_emulator):
-    # The first try starts the scan and then fails on a permanent error while waiting; the retry must
-    # wait for that scan rather than start a second one.
+def test_throttled_poke_is_not_repeated_before_retry_after(default_conn_emulator):
+    # Sensor poke/reschedule modes: the next poke comes no sooner than the server's Retry-After.
     default_conn_emulator.add_task(
-        task_id="scan-r",
-        duration_s=3.0,
+        task_id="throttled",
+        duration_s=30,
         final_status=2,
-        running=False,
-        faults=[{"kind": "forbidden_403", "count": 1, "routes": ["progress"]}],
+        running=True,
+        faults=[{"kind": "throttle_429", "count": 2, "retry_after": 40, "routes": ["progress"]}],
     )
-    kwargs = {
-        "codecheck_task_id": "scan-r",
-        "deferrable": True,
-        "poll_interval": 0.3,
-        "retries": 1,
-        "retry_delay": datetime.timedelta(0),
-    }
-    dag = build_dag("operator_retry", {"scan": (OPERATOR, kwargs)})
-    dag_run = dag.test()
-    assert ti_states(dag_run) == {"scan": "success"}
-    assert default_conn_emulator.stats()["runs"] == {"scan-r": 1}
-
-
-def test_trigger_serializes_without_secrets_and_resumes_from_kwargs(default_conn_emulator):
-    default_conn_emulator.add_task(task_id="scan-s", duration_s=0.6, final_status=3, running=True)
-    trigger = CodeCheckTaskTrigger("scan-s", poll_interval=0.2, deadline=None, exec_id="e1")
-    classpath, kwargs = trigger.serialize()
-    text = json.dumps(kwargs)
-    for secret in ("codecheck-password", "emulator-secret-key"):
-        assert secret not in text
-    module, _, name = classpath.rpartition(".")
-    clone = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
-
-    async def first_event():
-        async for event in clone.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
-    assert event["status"] == "stopped"
-    assert event["task_status"] == 3
-    assert event["exec_id"] == "e1"
-
-
-def test_trigger_reports_missing_connection_as_error_event(monkeypatch):
-    trigger = CodeCheckTaskTrigger("scan-x", codecheck_conn_id="does_not_exist", poll_interval=0.2)
-
-    async def first_event():
-        async for event in trigger.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
-    assert event["status"] == "error"
-    assert "does_not_exist" in event["message"]
-
-
-def test_trigger_on_kill_does_not_stop_when_asked_not_to_or_unsure(default_conn_emulator):
-    # cancel_on_kill=False never stops; True without a readable task-instance state (no triggerer supervisor
-    # here) does not stop either: it may be a triggerer failover (see test_trigger_on_kill.py).
-    default_conn_emulator.add_task(task_id="scan-k", duration_s=60, final_status=2, running=True)
-    for cancel_on_kill in (False, True):
-        trigger = CodeCheckTaskTrigger("scan-k", poll_interval=0.2, cancel_on_kill=cancel_on_kill)
-        asyncio.run(trigger.on_kill())
-    assert default_conn_emulator.get_task("scan-k")["task_status"] == 0
-
-
-def test_operator_on_kill_stops_only_the_scan_it_started(default_conn_emulator):
-    from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
-
-    default_conn_emulator.add_task(task_id="scan-ok", duration_s=60, final_status=2, running=False)
-    # new_run_grace=0: a terminal status is this scan's at once (no previous-verdict window to distrust).
-    operator = CodeCheckRunTaskOperator(
-        task_id="scan", codecheck_task_id="scan-ok", wait_for_completion=False, new_run_grace=0.0
-    )
-    operator.on_kill()  # started nothing yet: nothing to stop
-    assert default_conn_emulator.stats()["requests"].get("stop 200") is None
-    operator._exec_id, operator._stale_until = operator._start(try_number=1)
-    operator.on_kill()
-    assert default_conn_emulator.get_task("scan-ok")["task_status"] == 3
-    operator.on_kill()  # idempotent: the scan is no longer checking, no second stop
-    assert default_conn_emulator.stats()["requests"].get("stop 200") == 1
+    sensor = CodeCheckTaskSensor(task_id="s", codecheck_task_id="throttled", poke_interval=1, mode="poke")
+    # One attempt per poke, so the 429 reaches the sensor at once (a Retry-After beyond the client's retry
+    # budget is given up on at once anyway).
+    sensor.hook = CodeCheckHook(retry_policy=RetryPolicy(max_attempts=1))
+    assert sensor.poke({}) is False
+    assert sensor._get_next_poke_interval(time.monotonic(), lambda: 0.0, 1) == 40.0
+    assert sensor._get_next_poke_interval(time.monotonic(), lambda: 0.0, 2) == 1.0  # back to poke_interval

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.emulator.server import EmulatorServer
 from airflow_provider_codecheck.emulator.state import ManualClock
-from airflow_provider_codecheck.testing import connection_json
+from airflow_provider_codecheck.testing import connection_env
 from airflow_provider_codecheck.triggers import events
 from airflow_provider_codecheck.triggers.events import STATE_KEY, CodeCheckScanEventTrigger
 
@@ -93,23 +92,14 @@ class Watch:
         assert self.queue.empty(), f"unexpected events: {self.queue}"
 
 
-@pytest.fixture(scope="module")
-def clocked_server() -> Iterator[tuple[EmulatorServer, ManualClock]]:
-    clock = ManualClock()
-    with EmulatorServer(clock=clock) as server:
-        yield server, clock
-
-
 @pytest.fixture
-def emu(
-    clocked_server: tuple[EmulatorServer, ManualClock], monkeypatch: pytest.MonkeyPatch
+def clocked_event_emulator(
+    manual_clock_emulator: tuple[EmulatorServer, ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[EmulatorServer, ManualClock]:
-    server, clock = clocked_server
+    """The manual-clock emulator, reset, with CONN_ID pointing at it and task TASK."""
+    server, clock = manual_clock_emulator
     server.reset()
-    iam.TOKEN_CACHE.clear()
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{CONN_ID.upper()}", connection_json(server.base_url, project_id=PROJECT)
-    )
+    monkeypatch.setenv(*connection_env(CONN_ID, server.base_url, project_id=PROJECT))
     server.add_task(task_id=TASK, duration_s=10, defects={"major": 2})
     return server, clock
 
@@ -133,8 +123,8 @@ async def started(store: MemoryStore) -> None:
 
 
 @needs_airflow_3
-async def test_two_scans_two_events(emu: tuple[EmulatorServer, ManualClock]) -> None:
-    server, clock = emu
+async def test_two_scans_two_events(clocked_event_emulator: tuple[EmulatorServer, ManualClock]) -> None:
+    server, clock = clocked_event_emulator
     store = MemoryStore()
     watch = Watch(make_trigger(store))
     await started(store)
@@ -161,8 +151,8 @@ async def test_two_scans_two_events(emu: tuple[EmulatorServer, ManualClock]) -> 
 
 
 @needs_airflow_3
-async def test_only_success(emu: tuple[EmulatorServer, ManualClock]) -> None:
-    server, clock = emu
+async def test_only_success(clocked_event_emulator: tuple[EmulatorServer, ManualClock]) -> None:
+    server, clock = clocked_event_emulator
     store = MemoryStore()
     watch = Watch(make_trigger(store, only_success=True))
     await started(store)
@@ -177,9 +167,9 @@ async def test_only_success(emu: tuple[EmulatorServer, ManualClock]) -> None:
 
 @needs_airflow_3
 async def test_no_event_for_scans_finished_before_the_watcher_started(
-    emu: tuple[EmulatorServer, ManualClock],
+    clocked_event_emulator: tuple[EmulatorServer, ManualClock],
 ) -> None:
-    server, clock = emu
+    server, clock = clocked_event_emulator
     old = {scan(server, clock), scan(server, clock, final_status=1)}
     store = MemoryStore()
     watch = Watch(make_trigger(store))
@@ -192,9 +182,9 @@ async def test_no_event_for_scans_finished_before_the_watcher_started(
 
 @needs_airflow_3
 async def test_restart_with_the_same_state_neither_replays_nor_loses(
-    emu: tuple[EmulatorServer, ManualClock],
+    clocked_event_emulator: tuple[EmulatorServer, ManualClock],
 ) -> None:
-    server, clock = emu
+    server, clock = clocked_event_emulator
     store = MemoryStore()
     first_watch = Watch(make_trigger(store))
     await started(store)
@@ -212,9 +202,11 @@ async def test_restart_with_the_same_state_neither_replays_nor_loses(
 
 
 @needs_airflow_3
-async def test_restart_before_the_commit_repeats_the_event(emu: tuple[EmulatorServer, ManualClock]) -> None:
+async def test_restart_before_the_commit_repeats_the_event(
+    clocked_event_emulator: tuple[EmulatorServer, ManualClock],
+) -> None:
     """At least once: an event not yet committed to the watermark is fired again after a restart."""
-    server, clock = emu
+    server, clock = clocked_event_emulator
     store = MemoryStore()
     trigger = make_trigger(store)
     trigger.commit_delay_s = 3600.0  # the triggerer dies before the watermark moves
@@ -239,10 +231,12 @@ class ForgetfulStore(MemoryStore):
 
 
 @needs_airflow_3
-async def test_without_a_state_store_a_restart_starts_afresh(emu: tuple[EmulatorServer, ManualClock]) -> None:
+async def test_without_a_state_store_a_restart_starts_afresh(
+    clocked_event_emulator: tuple[EmulatorServer, ManualClock],
+) -> None:
     """No replay after a restart, but a scan that finished while no trigger ran gets no event (documented in
     docs/event-driven.md for Airflow 3.0-3.2)."""
-    server, clock = emu
+    server, clock = clocked_event_emulator
     store = ForgetfulStore()
     first_watch = Watch(make_trigger(store))
     await started(store)
