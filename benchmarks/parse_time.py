@@ -48,9 +48,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def sample(python: str, module: str, preamble: str = PREAMBLE) -> dict[str, Any]:
-    out = subprocess.run(
-        [python, "-c", _PROBE.format(preamble=preamble, module=module)],
+def _python(python: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter with the children's environment, from the repository root."""
+    return subprocess.run(
+        [python, *args],
         capture_output=True,
         text=True,
         env=_env(),
@@ -58,6 +59,10 @@ def sample(python: str, module: str, preamble: str = PREAMBLE) -> dict[str, Any]
         timeout=300,
         check=False,
     )
+
+
+def sample(python: str, module: str, preamble: str = PREAMBLE) -> dict[str, Any]:
+    out = _python(python, "-c", _PROBE.format(preamble=preamble, module=module))
     if out.returncode != 0:
         raise RuntimeError(f"importing {module} with {python} failed:\n{out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -68,15 +73,7 @@ def top_imports(
     python: str, module: str, count: int = 5, preamble: str = PREAMBLE
 ) -> list[tuple[str, float]]:
     """The modules with the largest self time among those ``module`` newly imports (-X importtime, ms)."""
-    out = subprocess.run(
-        [python, "-X", "importtime", "-c", _IMPORTTIME.format(preamble=preamble, module=module)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=common.repo_root(),
-        timeout=300,
-        check=False,
-    )
+    out = _python(python, "-X", "importtime", "-c", _IMPORTTIME.format(preamble=preamble, module=module))
     lines = out.stderr.split("@@MARK@@", 1)[-1].splitlines()
     rows: list[tuple[str, float]] = []
     for line in lines:

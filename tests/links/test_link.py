@@ -26,11 +26,11 @@ def test_the_operator_offers_the_link_and_the_provider_registers_it():
 @pytest.mark.usefixtures("airflow_db")
 def test_the_run_pushes_the_console_url_the_link_opens(emulator, monkeypatch):
     emulator.add_task(task_id="t1", duration_s=0.5, final_status=2)
-    template = "https://console.example/{region}/{project_id}/{task_id}"
+    template = "https://console.example/{project_id}/{task_id}"
     conn = connection_env(
         "codecheck_default", emulator.base_url, project_id=PROJECT, console_url_template=template
     )
     monkeypatch.setenv(*conn)
     dag = build_dag("link_dag", {"scan": ("CodeCheckRunTaskOperator", {"codecheck_task_id": "t1"})})
     dag_run = dag.test()
-    assert xcom(dag_run, "scan", CONSOLE_URL_XCOM_KEY) == f"https://console.example/None/{PROJECT}/t1"
+    assert xcom(dag_run, "scan", CONSOLE_URL_XCOM_KEY) == f"https://console.example/{PROJECT}/t1"

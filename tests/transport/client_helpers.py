@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from airflow_provider_codecheck import testing
+from airflow_provider_codecheck.core.errors import CodeCheckError
 from airflow_provider_codecheck.core.iam import TokenCache
 from airflow_provider_codecheck.core.retry import RetryPolicy
 from airflow_provider_codecheck.core.settings import ConnectionSettings
@@ -17,6 +21,7 @@ from airflow_provider_codecheck.transport.sync import SyncClient
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_elapsed=5)
 """Tiny backoff so retry tests take milliseconds."""
 
+E = TypeVar("E", bound=CodeCheckError)
 TRANSPORTS = ("sync", "async")
 TASK = "t1"
 TIMEOUT = 10.0
@@ -94,3 +99,45 @@ def invoke(
             return await getattr(client, method)(*args)
 
     return asyncio.run(go())
+
+
+def failure(error_class: type[E], transport: str, settings: ConnectionSettings, method: str, *args: Any) -> E:
+    """The ``error_class`` error ``client.<method>(*args)`` raises, after checking that its message names the
+    request id (on sync, the one the service sent in its last reply)."""
+    seen: list[Any] = []
+    with pytest.raises(error_class) as caught:
+        invoke(transport, settings, method, *args, observe=seen.append if transport == "sync" else None)
+    error = caught.value
+    assert error.request_id
+    assert error.request_id in str(error)
+    if transport == "sync":
+        assert error.request_id == seen[-1].headers["X-Request-Id"]
+    return error
+
+
+def progress_from_threads(
+    settings: ConnectionSettings, count: int, cache: TokenCache | None = None
+) -> list[Any]:
+    """Read ``TASK``'s progress from ``count`` threads released at once, each with its own SyncClient (sharing
+    ``cache``, default: the process's token cache); the statuses or the exceptions, in completion order."""
+    clients = [
+        SyncClient(settings, FAST, **({} if cache is None else {"token_cache": cache})) for _ in range(count)
+    ]
+    barrier = threading.Barrier(count)
+    results: list[Any] = []
+
+    def work(client: SyncClient) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results.append(client.get_task_progress(TASK).status)
+        except BaseException as exc:
+            results.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

@@ -10,7 +10,6 @@ caller).
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import client_helpers as h
 import pytest
@@ -83,34 +82,11 @@ def test_revoked_tokens_are_renewed_once_through_the_process_wide_cache(emulator
     assert stats["requests"] == {"iam 201": 2, "progress 200": 2, "progress 401": 1}
 
 
-def _progress_from_20_threads(settings) -> list[object]:
-    """Read progress from 20 threads released at once (each its own client); the statuses or the errors."""
-    barrier = threading.Barrier(20)
-    results: list[object] = []
-
-    def work() -> None:
-        client = SyncClient(settings, h.FAST)
-        try:
-            barrier.wait(timeout=30)
-            results.append(client.get_task_progress(h.TASK).status)
-        except BaseException as exc:
-            results.append(exc)
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=work) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 def test_revoked_token_under_20_threads_costs_one_iam_call(emulator_with_t1):
     settings = h.password_settings(emulator_with_t1)
     h.invoke("sync", settings, "get_task_progress", h.TASK, cache=iam.TOKEN_CACHE)
     emulator_with_t1.revoke_tokens()
-    results = _progress_from_20_threads(settings)
+    results = h.progress_from_threads(settings, 20)
     assert results == [TaskStatus.SUCCESS] * 20
     assert emulator_with_t1.stats()["iam_tokens_issued"] == 2
 
@@ -139,7 +115,7 @@ def _wrong_sk(emulator_with_t1, sk: str = WRONG_SK):
 
 def test_rejected_aksk_across_20_threads_costs_one_failed_signature(emulator_with_t1):
     settings = _wrong_sk(emulator_with_t1)
-    errors = _progress_from_20_threads(settings)
+    errors = h.progress_from_threads(settings, 20)
     assert len(errors) == 20
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
     assert {error.error_code for error in errors} == {"APIGW.0301"}
@@ -232,7 +208,7 @@ def test_rejection_message_holds_no_secret(leakcheck_emulator):
 
 def test_wrong_password_across_20_threads_costs_one_iam_call(emulator_with_t1):
     settings = h.password_settings(emulator_with_t1, password="not-the-password")
-    errors = _progress_from_20_threads(settings)
+    errors = h.progress_from_threads(settings, 20)
     assert len(errors) == 20
     assert all(isinstance(error, AuthenticationError) for error in errors), errors[:3]
     assert sum("not sent again" in str(error) for error in errors) == 19
