@@ -8,6 +8,17 @@ import json
 from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
 
 
+def first_event(trigger: CodeCheckTaskTrigger) -> dict | None:
+    """The payload of the first event ``trigger.run()`` yields (what the triggerer acts on)."""
+
+    async def run() -> dict | None:
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    return asyncio.run(run())
+
+
 def test_trigger_serializes_without_secrets_and_resumes_from_kwargs(default_conn_emulator):
     default_conn_emulator.add_task(task_id="scan-s", duration_s=0.6, final_status=3, running=True)
     trigger = CodeCheckTaskTrigger("scan-s", poll_interval=0.2, deadline=None, exec_id="e1")
@@ -18,12 +29,7 @@ def test_trigger_serializes_without_secrets_and_resumes_from_kwargs(default_conn
     module, _, name = classpath.rpartition(".")
     clone = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
 
-    async def first_event():
-        async for event in clone.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
+    event = first_event(clone)
     assert event["status"] == "stopped"
     assert event["task_status"] == 3
     assert event["exec_id"] == "e1"
@@ -32,12 +38,7 @@ def test_trigger_serializes_without_secrets_and_resumes_from_kwargs(default_conn
 def test_trigger_reports_missing_connection_as_error_event(monkeypatch):
     trigger = CodeCheckTaskTrigger("scan-x", codecheck_conn_id="does_not_exist", poll_interval=0.2)
 
-    async def first_event():
-        async for event in trigger.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
+    event = first_event(trigger)
     assert event["status"] == "error"
     assert "does_not_exist" in event["message"]
 
