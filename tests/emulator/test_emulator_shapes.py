@@ -81,9 +81,14 @@ def test_summary_of_a_never_checked_task_has_null_times(manual_clock_api):
 
 
 def test_nulls_are_sent_by_default(manual_clock_api):
-    emulator_api, _ = manual_clock_api
-    emulator_api.server.add_task(task_id="t1")
-    assert emulator_api.progress("t1") == NEVER
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=1, final_status=1)
+    summary = emulator_api.get("/v2/tasks/t1/defects-summary").json()
+    assert summary["last_check_time"] is None
+    emulator_api.run("t1")
+    clock.advance(1)
+    failed = {"task_status": 1, "progress": {"ratio": None, "info": None}}
+    assert emulator_api.progress("t1") == failed, "failed: ratio and info null"
 
 
 def test_absent_mode_drops_null_fields(manual_clock_api):
