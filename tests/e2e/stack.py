@@ -28,12 +28,25 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_codecheck.emulator.defaults import IAM_DOMAIN, IAM_PASSWORD, IAM_USER
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "example_dags"
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
 ADMIN_USER = "admin"
 TERMINAL_RUN_STATES = {"success", "failed"}
+
+# What the scenarios use: the connection, the example DAGs, the defects the emulator's scans report.
+CONN_ID = "codecheck_default"
+CONN_TYPE = "huaweicloud_codecheck"
+DAG_RUN_AND_BRANCH = "example_codecheck_run_and_branch"
+DAG_SENSOR = "example_codecheck_sensor"
+DAG_GATE = "example_codecheck_quality_gate"
+DAG_EVENT = "example_codecheck_event_driven"
+EXAMPLE_DAGS = (DAG_RUN_AND_BRANCH, DAG_SENSOR, DAG_GATE)
+DEFECTS_OK = {"critical": 0, "major": 3, "minor": 7, "suggestion": 12}
+DEFECTS_BAD = {"critical": 2, "major": 15, "minor": 1, "suggestion": 0}
 
 logger = logging.getLogger("e2e")
 
@@ -639,3 +652,17 @@ def trigger_log_events(airflow_home: Path, watch: RunWatch, task_id: str) -> lis
     for path in trigger_log_files(airflow_home, watch.dag_id, watch.run_id, task_id):
         lines.extend(Path(path).read_text(errors="replace").splitlines())
     return event_texts(lines)
+
+
+def connection_body(emulator: Emulator, **fields: Any) -> dict[str, Any]:
+    """The REST body of the ``codecheck_default`` connection to the emulator (IAM password auth)."""
+    extra = {"auth_type": "password", "domain_name": IAM_DOMAIN, "iam_endpoint": emulator.base_url}
+    return {
+        "connection_id": CONN_ID,
+        "conn_type": CONN_TYPE,
+        "host": emulator.base_url,
+        "login": IAM_USER,
+        "password": IAM_PASSWORD,
+        "extra": json.dumps(extra),
+        **fields,
+    }
