@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: the emulator process, its admin API, /proc readings, statistics.
+"""Shared pieces of the benchmarks: the emulator process (``airflow_provider_codecheck.testing``), /proc
+readings, statistics.
 
 Nothing here imports Airflow, so the orchestrator (``benchmarks.run``) stays light and the measured child
 processes decide themselves when Airflow is imported.
@@ -6,20 +7,18 @@ processes decide themselves when Airflow is imported.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from airflow_provider_codecheck import testing
 
 CONN_ID = "codecheck_bench"
 CONN_ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
@@ -45,31 +44,13 @@ def raise_fd_limit(needed: int = 65536) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
-def connection_json(base_url: str, ca_file: str) -> str:
-    """The Airflow connection (``AIRFLOW_CONN_<ID>`` value): IAM password auth against the emulator."""
-    return json.dumps(
-        {
-            "conn_type": "huaweicloud_codecheck",
-            "host": base_url,
-            "login": "codecheck-user",
-            "password": "codecheck-password",
-            "extra": {
-                "auth_type": "password",
-                "domain_name": "codecheck-domain",
-                "iam_endpoint": base_url,
-                "ca_bundle": ca_file,
-            },
-        }
-    )
-
-
 def child_env(base_url: str, ca_file: str, airflow_home: str) -> dict[str, str]:
     """Environment of a measured child: its own AIRFLOW_HOME, the connection as an env var, no DB needed."""
     env = dict(os.environ)
     env.update(
         {
             "AIRFLOW_HOME": airflow_home,
-            CONN_ENV: connection_json(base_url, ca_file),
+            CONN_ENV: testing.connection_json(base_url, "password", ca_file=ca_file),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         }
@@ -77,42 +58,31 @@ def child_env(base_url: str, ca_file: str, airflow_home: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Emulator:
-    process: subprocess.Popen[str]
-    base_url: str
-    ca_file: str
-    pinned: bool
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
 @contextmanager
-def emulator(tls: bool = True) -> Iterator[Emulator]:
+def emulator(tls: bool = True) -> Iterator[testing.EmulatorProcess]:
     """A fresh emulator process (HTTPS), pinned to CPU 0 when taskset is there; stopped with SIGTERM."""
-    command = [sys.executable, "-m", "airflow_provider_codecheck.emulator", "--port", "0"]
-    if tls:
-        command.append("--tls")
-    process = subprocess.Popen(
-        taskset(EMULATOR_CPU, command), stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit
+    prefix = ["taskset", "-c", str(EMULATOR_CPU)] if can_pin() else []
+    with testing.spawn_emulator(tls=tls, command_prefix=prefix, preexec_fn=raise_fd_limit) as emu:
+        yield emu
+
+
+def add_warmup_and_probe(admin: testing.EmulatorAdmin) -> None:
+    """The two tasks every triggerer child needs: "warmup" (finished) and "probe" (running for an hour)."""
+    admin.add_task(task_id="warmup", initial_status=2)
+    admin.add_task(task_id="probe", duration_s=3600, running=True)
+
+
+def start_child(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A measured child (``python -m benchmarks...``) on the client CPU, reading orders from its stdin."""
+    return subprocess.Popen(
+        taskset(CLIENT_CPU, command),
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=repo_root(),
+        preexec_fn=raise_fd_limit,
     )
-    try:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().strip()
-        ca_line = process.stdout.readline().strip() if tls else ""
-        if not base_url.startswith("http"):
-            raise RuntimeError(f"emulator did not start (first line {base_url!r})")
-        ca_file = ca_line.split("CA file:", 1)[1].strip() if tls else ""
-        yield Emulator(process, base_url, ca_file, can_pin())
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -125,40 +95,18 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# --- admin API (blocking, standard library only: the orchestrator does not need aiohttp) -----------------
+# --- admin API -----------------------------------------------------------------------------------------
 
 
-def _ssl_context(ca_file: str) -> Any:
+def _ssl_context(ca_file: str | None) -> Any:
     import ssl
 
     return ssl.create_default_context(cafile=ca_file) if ca_file else None
 
 
-def admin_get(base_url: str, ca_file: str, path: str) -> Any:
-    import urllib.request
-
-    with urllib.request.urlopen(base_url + path, context=_ssl_context(ca_file), timeout=60) as response:
-        return json.loads(response.read())
-
-
-def admin_post(base_url: str, ca_file: str, path: str, body: dict[str, Any]) -> Any:
-    import urllib.request
-
-    request = urllib.request.Request(
-        base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, context=_ssl_context(ca_file), timeout=60) as response:
-        return json.loads(response.read())
-
-
-def stats(base_url: str, ca_file: str) -> dict[str, Any]:
-    """``GET /_emulator/stats``; the call itself opens one TCP (and TLS) connection, counted in the answer."""
-    result: dict[str, Any] = admin_get(base_url, ca_file, "/_emulator/stats")
-    return result
-
-
 def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What happened between two stats snapshots, less the connection the second snapshot itself opened."""
+    """What happened between two ``EmulatorAdmin.stats()`` snapshots, less the connection the second one opened
+    (each admin call is one TCP, and TLS, connection)."""
     requests: dict[str, int] = {}
     for key, count in after["requests"].items():
         diff = count - before["requests"].get(key, 0)
@@ -174,16 +122,12 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def route_count(delta: dict[str, Any], route: str, status: str | None = None) -> int:
-    return sum(
-        n
-        for key, n in delta["requests"].items()
-        if key.split(" ", 1)[0] == route and (status is None or key.split(" ", 1)[1] == status)
-    )
+route_count = testing.route_requests
+"""Requests of a stats delta on a route (and status): ``route_count(delta, "progress", "200")``."""
 
 
 async def create_tasks_async(
-    base_url: str, ca_file: str, specs: Sequence[dict[str, Any]], concurrency: int = 16
+    base_url: str, ca_file: str | None, specs: Sequence[dict[str, Any]], concurrency: int = 16
 ) -> list[tuple[float, float]]:
     """Create running tasks; returns each task's (monotonic before the POST, after the reply).
 
@@ -212,7 +156,9 @@ async def create_tasks_async(
     return times
 
 
-def create_tasks(base_url: str, ca_file: str, specs: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+def create_tasks(
+    base_url: str, ca_file: str | None, specs: Sequence[dict[str, Any]]
+) -> list[tuple[float, float]]:
     import asyncio
 
     return asyncio.run(create_tasks_async(base_url, ca_file, specs))

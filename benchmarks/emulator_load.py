@@ -4,7 +4,7 @@ Starts the CLI (pinned to CPU 0 with ``taskset`` when available), pins this proc
 N concurrent aiohttp clients, each on its own TCP connection, each polling ``progress`` several times.
 Prints errors, requests/s and latency percentiles.
 
-    .venv/bin/python benchmarks/emulator_load.py [--clients 2000] [--polls 5]
+    .venv/bin/python -m benchmarks.emulator_load [--clients 2000] [--polls 5]
 """
 
 from __future__ import annotations
@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -24,36 +20,8 @@ from typing import Any
 
 import aiohttp
 
-
-def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
-
-
-def start_emulator(server_cpu: int) -> tuple[subprocess.Popen[str], str, bool]:
-    command = [sys.executable, "-m", "airflow_provider_codecheck.emulator", "--port", "0"]
-    pinned = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
-    if pinned:
-        command = ["taskset", "-c", str(server_cpu), *command]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    return process, process.stdout.readline().strip(), pinned
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User+system CPU time of a process (Linux /proc), to tell whether server or client was the bottleneck."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+from airflow_provider_codecheck import testing
+from benchmarks import common
 
 
 async def client(
@@ -79,14 +47,12 @@ async def client(
             latencies.append(time.perf_counter() - started)
 
 
-async def load(base_url: str, clients: int, polls: int, tasks: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession(base_url) as admin:
-        for index in range(tasks):
-            spec = {"task_id": f"load-{index}", "duration_s": 3600, "running": True}
-            (await admin.post("/_emulator/tasks", json=spec)).release()
-        async with admin.post("/_emulator/tokens", json={"lifetime_s": 3600}) as response:
-            token = (await response.json())["token"]
-        (await admin.post("/_emulator/faults", json={"faults": []})).release()
+async def load(admin: testing.EmulatorAdmin, clients: int, polls: int, tasks: int) -> dict[str, Any]:
+    for index in range(tasks):
+        admin.add_task(task_id=f"load-{index}", duration_s=3600, running=True)
+    token = admin.issue_token(lifetime_s=3600)
+    admin.set_faults([])
+    base_url = admin.base_url
 
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -96,8 +62,7 @@ async def load(base_url: str, clients: int, polls: int, tasks: int) -> dict[str,
     )
     elapsed = time.perf_counter() - started
 
-    async with aiohttp.ClientSession(base_url) as admin, admin.get("/_emulator/stats") as response:
-        stats = await response.json()
+    stats = admin.stats()
     return {
         "clients": clients,
         "requests_ok": len(latencies),
@@ -105,8 +70,8 @@ async def load(base_url: str, clients: int, polls: int, tasks: int) -> dict[str,
         "error_kinds": dict(errors),
         "elapsed_s": round(elapsed, 2),
         "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(1000 * percentile(latencies, 0.50), 2) if latencies else float("nan"),
-        "p99_ms": round(1000 * percentile(latencies, 0.99), 2) if latencies else float("nan"),
+        "p50_ms": round(1000 * common.percentile(latencies, 0.50), 2) if latencies else float("nan"),
+        "p99_ms": round(1000 * common.percentile(latencies, 0.99), 2) if latencies else float("nan"),
         "mean_ms": round(1000 * statistics.fmean(latencies), 2) if latencies else float("nan"),
         "server_connections": stats["connections"],
         "server_requests_total": stats["requests_total"],
@@ -120,14 +85,14 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=50, help="distinct running tasks polled")
     args = parser.parse_args()
 
-    raise_fd_limit(2 * args.clients + 256)  # inherited by the emulator child as well
-    process, base_url, pinned = start_emulator(server_cpu=0)
-    if pinned and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {1})  # keep the load generator off the emulator's core
-    try:
-        cpu_before = cpu_seconds(process.pid)
-        result = asyncio.run(load(base_url, args.clients, args.polls, args.tasks))
-        cpu_after = cpu_seconds(process.pid)
+    common.raise_fd_limit(2 * args.clients + 256)  # inherited by the emulator child as well
+    pinned = common.can_pin()
+    with common.emulator(tls=False) as emulator:
+        if pinned:
+            os.sched_setaffinity(0, {common.CLIENT_CPU})  # keep the load generator off the emulator's core
+        cpu_before = common.process_cpu_seconds(emulator.pid)
+        result = asyncio.run(load(emulator.admin, args.clients, args.polls, args.tasks))
+        cpu_after = common.process_cpu_seconds(emulator.pid)
         if cpu_before is not None and cpu_after is not None:
             busy = cpu_after - cpu_before
             result["server_cpu_s"] = round(busy, 2)
@@ -135,10 +100,10 @@ def main() -> int:
             result["server_capacity_req_per_cpu_s"] = (
                 round(result["requests_ok"] / busy, 1) if busy else "n/a"
             )
-    finally:
-        process.send_signal(signal.SIGTERM)
-        exit_code = process.wait(timeout=30)
-    print(f"emulator: {base_url} (pinned to CPU 0: {pinned}), exit code {exit_code}")
+        exit_code = emulator.stop()
+    print(
+        f"emulator: {emulator.base_url} (pinned to CPU {common.EMULATOR_CPU}: {pinned}), exit code {exit_code}"
+    )
     for key, value in result.items():
         print(f"{key:>22}: {value}")
     return 0 if result["errors"] == 0 and exit_code == 0 else 1

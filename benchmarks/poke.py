@@ -59,12 +59,7 @@ def measure(pokes: int = 100, workdir: str | None = None) -> dict[str, Any]:
     work = Path(workdir or common.temp_airflow_home())
     result_file, log_file = work / "poke.json", work / "poke.log"
     with common.emulator(tls=True) as emu:
-        common.admin_post(
-            emu.base_url,
-            emu.ca_file,
-            "/_emulator/tasks",
-            {"task_id": TASK_ID, "duration_s": 3600, "running": True},
-        )
+        emu.admin.add_task(task_id=TASK_ID, duration_s=3600, running=True)
         env = common.child_env(emu.base_url, emu.ca_file, common.temp_airflow_home())
         command = [
             sys.executable,
@@ -75,7 +70,7 @@ def measure(pokes: int = 100, workdir: str | None = None) -> dict[str, Any]:
             "--result-file",
             str(result_file),
         ]
-        before = common.stats(emu.base_url, emu.ca_file)
+        before = emu.admin.stats()
         with open(log_file, "wb") as log:
             code = subprocess.run(
                 common.taskset(common.CLIENT_CPU, command),
@@ -86,7 +81,7 @@ def measure(pokes: int = 100, workdir: str | None = None) -> dict[str, Any]:
                 timeout=600,
                 check=False,
             ).returncode
-        after = common.stats(emu.base_url, emu.ca_file)
+        after = emu.admin.stats()
     if code != 0:
         raise RuntimeError(f"poke benchmark failed with {code}; see {log_file}")
     delta = common.stats_delta(before, after)

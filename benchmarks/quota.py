@@ -18,7 +18,6 @@ import heapq
 import json
 import math
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,15 +81,7 @@ def measure_quota(
         stale.unlink(missing_ok=True)
     max_wait = hi + 600.0
     with common.emulator(tls=True) as emu:
-        common.admin_post(
-            emu.base_url, emu.ca_file, "/_emulator/tasks", {"task_id": "warmup", "initial_status": 2}
-        )
-        common.admin_post(
-            emu.base_url,
-            emu.ca_file,
-            "/_emulator/tasks",
-            {"task_id": "probe", "duration_s": 3600, "running": True},
-        )
+        common.add_warmup_and_probe(emu.admin)
         command = [
             sys.executable, "-m", "benchmarks.scale", "--variant", "ours", "--poll", str(poll),
             "--stagger", str(poll), "--max-wait", str(max_wait), "--warmup-task", "warmup",
@@ -98,30 +89,20 @@ def measure_quota(
         ]  # fmt: skip
         env = common.child_env(emu.base_url, emu.ca_file, common.temp_airflow_home())
         with open(log_file, "wb") as log:
-            child = subprocess.Popen(
-                common.taskset(common.CLIENT_CPU, command),
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=common.repo_root(),
-                preexec_fn=common.raise_fd_limit,
-            )
+            child = common.start_child(command, env, log)
             try:
                 scale._wait_for_file(ready, child, timeout=180)
                 specs = task_specs(n, lo, hi, seed, prefix="q")
                 creation = common.create_tasks(emu.base_url, emu.ca_file, specs)
                 if rate is not None:
-                    common.admin_post(
-                        emu.base_url, emu.ca_file, "/_emulator/quota", {"rate": rate, "scope": "api"}
-                    )
-                before = common.stats(emu.base_url, emu.ca_file)
+                    emu.admin.set_quota(rate=rate, scope="api")
+                before = emu.admin.stats()
                 spec_file.write_text(json.dumps([spec["task_id"] for spec in specs]))
                 assert child.stdin is not None
                 child.stdin.write(f"{spec_file}\n".encode())
                 child.stdin.flush()
                 scale._wait_for_file(result_file, child, timeout=max_wait + 120)
-                after = common.stats(emu.base_url, emu.ca_file)
+                after = emu.admin.stats()
                 child.stdin.write(b"done\n")
                 child.stdin.flush()
                 child.wait(timeout=120)

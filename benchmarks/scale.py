@@ -442,15 +442,7 @@ def measure(
         stale.unlink(missing_ok=True)
     max_wait = span_s + 6 * poll + 120
     with common.emulator(tls=True) as emu:
-        common.admin_post(
-            emu.base_url, emu.ca_file, "/_emulator/tasks", {"task_id": "warmup", "initial_status": 2}
-        )
-        common.admin_post(
-            emu.base_url,
-            emu.ca_file,
-            "/_emulator/tasks",
-            {"task_id": "probe", "duration_s": 3600, "running": True},
-        )
+        common.add_warmup_and_probe(emu.admin)
         command = [
             sys.executable,
             "-m",
@@ -475,20 +467,12 @@ def measure(
         ]
         env = common.child_env(emu.base_url, emu.ca_file, common.temp_airflow_home())
         with open(log_file, "wb") as log:
-            child = subprocess.Popen(
-                common.taskset(common.CLIENT_CPU, command),
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=common.repo_root(),
-                preexec_fn=common.raise_fd_limit,
-            )
+            child = common.start_child(command, env, log)
             try:
                 _wait_for_file(ready, child, timeout=120)
                 specs = task_specs(n, span_s, seed, prefix=variant)
                 creation = common.create_tasks(emu.base_url, emu.ca_file, specs)
-                before = common.stats(emu.base_url, emu.ca_file)
+                before = emu.admin.stats()
                 emu_cpu_before = common.process_cpu_seconds(emu.pid)
                 spec_file.write_text(json.dumps([spec["task_id"] for spec in specs]))
                 assert child.stdin is not None
@@ -496,7 +480,7 @@ def measure(
                 child.stdin.flush()
                 _wait_for_file(result_file, child, timeout=max_wait + 120)
                 emu_cpu = (common.process_cpu_seconds(emu.pid) or 0.0) - (emu_cpu_before or 0.0)
-                after = common.stats(emu.base_url, emu.ca_file)
+                after = emu.admin.stats()
                 child.stdin.write(b"probe\n")
                 child.stdin.flush()
                 code = child.wait(timeout=120)
@@ -510,7 +494,7 @@ def measure(
     probe_file = Path(str(result_file) + ".probe")
     raw["probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
     return summarize(
-        variant, poll, specs, creation, raw, common.stats_delta(before, after), emu_cpu, emu.pinned
+        variant, poll, specs, creation, raw, common.stats_delta(before, after), emu_cpu, common.can_pin()
     )
 
 

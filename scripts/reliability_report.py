@@ -15,23 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_codecheck import testing
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
-TRANSIENT = (
-    "busy_400",
-    "busy_200",
-    "throttle_429",
-    "http_500",
-    "http_502",
-    "http_503",
-    "html_502",
-    "reset",
-    "slow",
-    "token_expired",
-    "malformed_json",
-    "unknown_status",
-)
-PERMANENT = ("forbidden_403", "not_found_404", "no_permission_200", "project_missing_200")
+# The fault matrix's rows, in the order of tests/reliability (reliability_helpers.TRANSIENT_KINDS).
+TRANSIENT = (*testing.RETRIED_FAULTS, "token_expired")
+PERMANENT = tuple(testing.PERMANENT_FAULTS)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:

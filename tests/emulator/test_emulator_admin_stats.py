@@ -57,37 +57,37 @@ def test_admin_requests_are_not_counted_as_api_requests(emulator):
     assert emulator.stats()["requests_total"] == 0
 
 
-def test_request_counts_by_route_and_status(api):
-    api.server.add_task(task_id="t1")
-    api.progress("t1")
-    api.progress("t1")
-    api.run("t1")
-    api.get("/v2/tasks/missing/defects-statistic")
-    stats = api.server.stats()
+def test_request_counts_by_route_and_status(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
+    emulator_api.progress("t1")
+    emulator_api.progress("t1")
+    emulator_api.run("t1")
+    emulator_api.get("/v2/tasks/missing/defects-statistic")
+    stats = emulator_api.server.stats()
     assert stats["requests"] == {"progress 200": 2, "run 200": 1, "defects_statistic 200": 1}
     assert stats["requests_total"] == 4
     assert stats["runs"] == {"t1": 1}
 
 
-def test_request_ids_are_unique(api):
-    api.server.add_task(task_id="t1")
-    ids = {api.get("/v2/tasks/t1/progress").headers["X-Request-Id"] for _ in range(10)}
-    ids.add(requests.get(f"{api.base_url}/no/such/route", timeout=10).headers["X-Request-Id"])
+def test_request_ids_are_unique(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
+    ids = {emulator_api.get("/v2/tasks/t1/progress").headers["X-Request-Id"] for _ in range(10)}
+    ids.add(requests.get(f"{emulator_api.base_url}/no/such/route", timeout=10).headers["X-Request-Id"])
     assert len(ids) == 11
 
 
-def test_connections_count_new_tcp_connections_not_keep_alive_reuse(api):
-    api.server.add_task(task_id="t1")
+def test_connections_count_new_tcp_connections_not_keep_alive_reuse(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
     for _ in range(5):
-        api.progress("t1")  # one Session: a single keep-alive connection
-    assert api.server.stats()["connections"] == 1
+        emulator_api.progress("t1")  # one Session: a single keep-alive connection
+    assert emulator_api.server.stats()["connections"] == 1
     for _ in range(3):
         with requests.Session() as fresh:
-            fresh.get(f"{api.base_url}/v2/tasks/t1/progress", timeout=10)
-    assert api.server.stats()["connections"] == 4
+            fresh.get(f"{emulator_api.base_url}/v2/tasks/t1/progress", timeout=10)
+    assert emulator_api.server.stats()["connections"] == 4
     # A bare TCP connect that sends nothing still counts: it is an accepted connection.
-    with socket.create_connection(("127.0.0.1", api.server.port)):
+    with socket.create_connection(("127.0.0.1", emulator_api.server.port)):
         pass
     # The server accepts asynchronously, after connect() has returned here.
-    assert wait_until(lambda: api.server.stats()["connections"] == 5)
-    assert api.server.stats()["tls_handshakes"] == 0
+    assert wait_until(lambda: emulator_api.server.stats()["connections"] == 5)
+    assert emulator_api.server.stats()["tls_handshakes"] == 0

@@ -12,86 +12,86 @@ from emulator_helpers import split_response
 
 
 @pytest.fixture
-def task(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", duration_s=10)
+def task(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=10)
     return "t1"
 
 
 # --- gateway_timeout_504 ------------------------------------------------------------------------------------------
 
 
-def test_504_after_run_started_the_scan(clocked, task):
-    api, clock = clocked
-    api.server.set_faults([{"kind": "gateway_timeout_504", "count": 1, "routes": ["run"]}])
-    response = api.run(task)
+def test_504_after_run_started_the_scan(manual_clock_api, task):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "gateway_timeout_504", "count": 1, "routes": ["run"]}])
+    response = emulator_api.run(task)
     assert response.status_code == 504
     assert response.json() == {
         "error_code": "APIG.0203",
         "error_msg": "Backend timeout.",
         "request_id": response.headers["X-Request-Id"],
     }
-    stats = api.server.stats()
+    stats = emulator_api.server.stats()
     assert stats["runs"] == {"t1": 1}, "exactly one run reached the task"
     assert stats["requests"] == {"run 504": 1}
-    admin = api.server.get_task(task)
+    admin = emulator_api.server.get_task(task)
     assert admin["running"] is True
     assert re.fullmatch(r"[0-9a-f]{32}", admin["last_exec_id"])
     clock.advance(5)
-    assert api.progress(task) == {"task_status": 0, "progress": {"ratio": "50%", "info": "running"}}
-    again = api.run(task)
+    assert emulator_api.progress(task) == {"task_status": 0, "progress": {"ratio": "50%", "info": "running"}}
+    again = emulator_api.run(task)
     assert again.json()["error_code"] == "CC.00050015", "the scan the 504 hid is running"
 
 
-def test_504_code_option_and_other_routes(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "gateway_timeout_504", "count": 2, "code": "APIG.0201"}])
+def test_504_code_option_and_other_routes(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "gateway_timeout_504", "count": 2, "code": "APIG.0201"}])
     for path in ("/v2/tasks/t1/progress", "/v2/tasks/t1/defects-summary"):
-        response = api.get(path)
+        response = emulator_api.get(path)
         assert (response.status_code, response.json()["error_code"]) == (504, "APIG.0201")
-    assert api.server.stats()["faults_injected"] == {"gateway_timeout_504": 2}
+    assert emulator_api.server.stats()["faults_injected"] == {"gateway_timeout_504": 2}
 
 
-def test_504_on_stop_did_stop(clocked, task):
-    api, _ = clocked
-    api.run(task)
-    api.server.set_faults([{"kind": "gateway_timeout_504", "count": 1, "routes": ["stop"]}])
-    assert api.post(f"/v2/tasks/{task}/stop").status_code == 504
-    assert api.progress(task)["task_status"] == 3
+def test_504_on_stop_did_stop(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.run(task)
+    emulator_api.server.set_faults([{"kind": "gateway_timeout_504", "count": 1, "routes": ["stop"]}])
+    assert emulator_api.post(f"/v2/tasks/{task}/stop").status_code == 504
+    assert emulator_api.progress(task)["task_status"] == 3
 
 
 # --- reset_after ----------------------------------------------------------------------------------------------
 
 
-def test_reset_after_run_started_the_scan(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "reset_after", "count": 1, "routes": ["run"]}])
+def test_reset_after_run_started_the_scan(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "reset_after", "count": 1, "routes": ["run"]}])
     with pytest.raises(requests.ConnectionError):
-        api.run(task)
-    stats = api.server.stats()
+        emulator_api.run(task)
+    stats = emulator_api.server.stats()
     assert stats["runs"] == {"t1": 1}
     assert stats["requests"] == {"run reset": 1}
-    assert api.server.get_task(task)["running"] is True
-    api.session.close()
-    assert api.progress(task)["task_status"] == 0
+    assert emulator_api.server.get_task(task)["running"] is True
+    emulator_api.session.close()
+    assert emulator_api.progress(task)["task_status"] == 0
 
 
-def test_reset_after_with_aiohttp(clocked, task):
+def test_reset_after_with_aiohttp(manual_clock_api, task):
     import asyncio
 
     import aiohttp
 
-    api, _ = clocked
-    api.server.set_faults([{"kind": "reset_after", "count": 1}])
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "reset_after", "count": 1}])
 
     async def call() -> None:
         async with aiohttp.ClientSession() as session:
-            headers = {"X-Auth-Token": api.session.headers["X-Auth-Token"]}
+            headers = {"X-Auth-Token": emulator_api.session.headers["X-Auth-Token"]}
             with pytest.raises(aiohttp.ClientError):
-                await session.post(f"{api.base_url}/v2/tasks/{task}/run", headers=headers)
+                await session.post(f"{emulator_api.base_url}/v2/tasks/{task}/run", headers=headers)
 
     asyncio.run(call())
-    assert api.server.stats()["runs"] == {"t1": 1}
+    assert emulator_api.server.stats()["runs"] == {"t1": 1}
 
 
 # --- trickle -------------------------------------------------------------------------------------------------
@@ -113,11 +113,11 @@ def read_in_pieces(port: int, token: str, path: str) -> tuple[bytes, list[bytes]
     return head + b"\r\n\r\n", pieces
 
 
-def test_trickle_sends_the_body_in_small_pieces(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "trickle", "count": 1, "chunk": 8, "delay_s": 0.02}])
+def test_trickle_sends_the_body_in_small_pieces(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "trickle", "count": 1, "chunk": 8, "delay_s": 0.02}])
     head, pieces = read_in_pieces(
-        api.server.port, api.session.headers["X-Auth-Token"], "/v2/tasks/t1/progress"
+        emulator_api.server.port, emulator_api.session.headers["X-Auth-Token"], "/v2/tasks/t1/progress"
     )
     status, headers, _ = split_response(head)
     body = b"".join(pieces)
@@ -125,24 +125,26 @@ def test_trickle_sends_the_body_in_small_pieces(clocked, task):
     assert int(headers["content-length"]) == len(body)
     assert json.loads(body) == {"task_status": None, "progress": {"ratio": None, "info": None}}
     assert len(pieces) >= 2, "the body did not come in one piece"
-    assert api.server.stats()["requests"] == {"progress 200": 1}
+    assert emulator_api.server.stats()["requests"] == {"progress 200": 1}
 
 
-def test_trickle_defaults_to_one_byte_per_second(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "trickle", "count": 1}])
+def test_trickle_defaults_to_one_byte_per_second(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "trickle", "count": 1}])
     # The headers come at once, then a byte a second: a 0.5 s read timeout is reached between two body bytes
     # (requests reports a read timeout inside the body as a ConnectionError).
     with pytest.raises((requests.Timeout, requests.ConnectionError), match="timed out"):
-        api.get("/v2/tasks/t1/progress", timeout=0.5)
-    api.session.close()
+        emulator_api.get("/v2/tasks/t1/progress", timeout=0.5)
+    emulator_api.session.close()
 
 
-def test_trickle_run_started_the_scan(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "trickle", "count": 1, "chunk": 64, "delay_s": 0.01, "routes": ["run"]}])
-    assert "exec_id" in api.run(task).json()
-    assert api.server.stats()["runs"] == {"t1": 1}
+def test_trickle_run_started_the_scan(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults(
+        [{"kind": "trickle", "count": 1, "chunk": 64, "delay_s": 0.01, "routes": ["run"]}]
+    )
+    assert "exec_id" in emulator_api.run(task).json()
+    assert emulator_api.server.stats()["runs"] == {"t1": 1}
 
 
 @pytest.mark.parametrize("options", [{"chunk": 0}, {"chunk": 1.5}, {"delay_s": -1}], ids=str)
@@ -155,10 +157,10 @@ def test_trickle_options_are_validated(emulator, options):
 # --- huge_body -------------------------------------------------------------------------------------------------
 
 
-def test_huge_body_default_is_12_mib_of_valid_json(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "huge_body", "count": 1}])
-    response = api.get("/v2/tasks/t1/progress")
+def test_huge_body_default_is_12_mib_of_valid_json(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "huge_body", "count": 1}])
+    response = emulator_api.get("/v2/tasks/t1/progress")
     assert response.status_code == 200
     assert len(response.content) == 12 * 1024 * 1024
     body = response.json()
@@ -166,13 +168,13 @@ def test_huge_body_default_is_12_mib_of_valid_json(clocked, task):
     assert set(body) == {"task_status", "progress", "padding"}
 
 
-def test_huge_body_size_option_on_run(clocked, task):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "huge_body", "count": 1, "size_mb": 0.5, "routes": ["run"]}])
-    response = api.run(task)
+def test_huge_body_size_option_on_run(manual_clock_api, task):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "huge_body", "count": 1, "size_mb": 0.5, "routes": ["run"]}])
+    response = emulator_api.run(task)
     assert len(response.content) == 512 * 1024
     assert re.fullmatch(r"[0-9a-f]{32}", response.json()["exec_id"])
-    assert api.server.stats()["runs"] == {"t1": 1}
+    assert emulator_api.server.stats()["runs"] == {"t1": 1}
 
 
 @pytest.mark.parametrize("size", [0, -1, 1000, "big"], ids=str)

@@ -31,41 +31,41 @@ def iam_body(user=defaults.IAM_USER, password=defaults.IAM_PASSWORD, domain=defa
 # --- tokens -------------------------------------------------------------------------------------------------
 
 
-def test_issued_token_is_accepted(api):
-    api.server.add_task(task_id="t1")
-    assert api.get("/v2/tasks/t1/progress").status_code == 200
+def test_issued_token_is_accepted(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 200
 
 
 @pytest.mark.parametrize("token", ["MIIbogus", ""])
-def test_unknown_token_is_rejected(api, token):
-    api.server.add_task(task_id="t1")
-    response = api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": token})
+def test_unknown_token_is_rejected(emulator_api, token):
+    emulator_api.server.add_task(task_id="t1")
+    response = emulator_api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": token})
     assert response.status_code == 401
     assert response.json() == AUTH_EXPIRED
-    assert api.server.stats()["auth_failures"] == 1
+    assert emulator_api.server.stats()["auth_failures"] == 1
 
 
-def test_token_expires_after_its_lifetime(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1")
-    short = api.server.issue_token(lifetime_s=1)
-    assert api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": short}).status_code == 200
+def test_token_expires_after_its_lifetime(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1")
+    short = emulator_api.server.issue_token(lifetime_s=1)
+    assert emulator_api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": short}).status_code == 200
     clock.advance(1)
-    response = api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": short})
+    response = emulator_api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": short})
     assert (response.status_code, response.json()) == (401, AUTH_EXPIRED)
 
 
-def test_expire_tokens_kills_every_token(api):
-    api.server.add_task(task_id="t1")
-    api.server.expire_tokens()
-    assert api.get("/v2/tasks/t1/progress").status_code == 401
-    fresh = api.server.issue_token()
-    assert api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": fresh}).status_code == 200
+def test_expire_tokens_kills_every_token(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
+    emulator_api.server.expire_tokens()
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 401
+    fresh = emulator_api.server.issue_token()
+    assert emulator_api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": fresh}).status_code == 200
 
 
-def test_no_credentials_is_apig_401(api):
-    api.server.add_task(task_id="t1")
-    response = requests.get(f"{api.base_url}/v2/tasks/t1/progress", timeout=10)
+def test_no_credentials_is_apig_401(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
+    response = requests.get(f"{emulator_api.base_url}/v2/tasks/t1/progress", timeout=10)
     assert response.status_code == 401
     body = response.json()
     assert body["error_code"] == "APIGW.0301"
@@ -75,9 +75,9 @@ def test_no_credentials_is_apig_401(api):
 # --- IAM ----------------------------------------------------------------------------------------------------
 
 
-def test_iam_password_token_works_for_codearts(api):
-    api.server.add_task(task_id="t1")
-    response = requests.post(f"{api.base_url}/v3/auth/tokens", json=iam_body(), timeout=10)
+def test_iam_password_token_works_for_codearts(emulator_api):
+    emulator_api.server.add_task(task_id="t1")
+    response = requests.post(f"{emulator_api.base_url}/v3/auth/tokens", json=iam_body(), timeout=10)
     assert response.status_code == 201
     token = response.headers["X-Subject-Token"]
     assert token.startswith("MII")
@@ -91,17 +91,17 @@ def test_iam_password_token_works_for_codearts(api):
     assert expires - issued == timedelta(days=1)
     assert (
         requests.get(
-            f"{api.base_url}/v2/tasks/t1/progress", headers={"X-Auth-Token": token}, timeout=10
+            f"{emulator_api.base_url}/v2/tasks/t1/progress", headers={"X-Auth-Token": token}, timeout=10
         ).status_code
         == 200
     )
-    assert api.server.stats()["iam_tokens_issued"] == 1
-    assert api.server.stats()["requests"]["iam 201"] == 1
+    assert emulator_api.server.stats()["iam_tokens_issued"] == 1
+    assert emulator_api.server.stats()["requests"]["iam 201"] == 1
 
 
-def test_iam_domain_scope_and_nocatalog(api):
+def test_iam_domain_scope_and_nocatalog(emulator_api):
     response = requests.post(
-        f"{api.base_url}/v3/auth/tokens?nocatalog=true",
+        f"{emulator_api.base_url}/v3/auth/tokens?nocatalog=true",
         json=iam_body(scope={"domain": {"name": defaults.IAM_DOMAIN}}),
         timeout=10,
     )
@@ -114,18 +114,20 @@ def test_iam_domain_scope_and_nocatalog(api):
 @pytest.mark.parametrize(
     "overrides", [{"user": "someone"}, {"password": "wrong"}, {"domain": "other-domain"}], ids=str
 )
-def test_iam_wrong_credentials(api, overrides):
-    response = requests.post(f"{api.base_url}/v3/auth/tokens", json=iam_body(**overrides), timeout=10)
+def test_iam_wrong_credentials(emulator_api, overrides):
+    response = requests.post(
+        f"{emulator_api.base_url}/v3/auth/tokens", json=iam_body(**overrides), timeout=10
+    )
     assert response.status_code == 401
     assert response.json() == {
         "error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}
     }
     assert "X-Subject-Token" not in response.headers
-    assert api.server.stats()["auth_failures"] == 1
+    assert emulator_api.server.stats()["auth_failures"] == 1
 
 
-def test_iam_malformed_body_is_400(api):
-    response = requests.post(f"{api.base_url}/v3/auth/tokens", data=b"{not json", timeout=10)
+def test_iam_malformed_body_is_400(emulator_api):
+    response = requests.post(f"{emulator_api.base_url}/v3/auth/tokens", data=b"{not json", timeout=10)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == 400
 

@@ -18,138 +18,143 @@ def running(ratio: str) -> dict:
     return {"task_status": 0, "progress": {"ratio": ratio, "info": "running"}}
 
 
-def test_never_run_task_reports_nulls(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1")
-    assert api.progress("t1") == NEVER
+def test_never_run_task_reports_nulls(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1")
+    assert emulator_api.progress("t1") == NEVER
 
 
-def test_run_progress_rises_linearly_then_succeeds(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=10)
-    response = api.run("t1")
+def test_run_progress_rises_linearly_then_succeeds(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=10)
+    response = emulator_api.run("t1")
     assert response.status_code == 200
     assert re.fullmatch(r"[0-9a-f]{32}", response.json()["exec_id"])
-    assert api.progress("t1") == running("0%")
+    assert emulator_api.progress("t1") == running("0%")
     clock.advance(2.5)
-    assert api.progress("t1") == running("25%")
+    assert emulator_api.progress("t1") == running("25%")
     clock.advance(7.4)
-    assert api.progress("t1") == running("99%")
+    assert emulator_api.progress("t1") == running("99%")
     clock.advance(0.1)
-    assert api.progress("t1") == SUCCESS
+    assert emulator_api.progress("t1") == SUCCESS
 
 
 @pytest.mark.parametrize("final_status", [1, 3])
-def test_failed_and_stopped_results_have_null_progress(clocked, final_status):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=1, final_status=final_status)
-    api.run("t1")
+def test_failed_and_stopped_results_have_null_progress(manual_clock_api, final_status):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=1, final_status=final_status)
+    emulator_api.run("t1")
     clock.advance(1)
-    assert api.progress("t1") == {"task_status": final_status, "progress": {"ratio": None, "info": None}}
+    assert emulator_api.progress("t1") == {
+        "task_status": final_status,
+        "progress": {"ratio": None, "info": None},
+    }
 
 
-def test_lag_reports_the_previous_terminal_state(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=1, lag_s=3)
-    api.run("t1")
-    assert api.progress("t1") == NEVER, "first run: before the lag ends the task looks never checked"
+def test_lag_reports_the_previous_terminal_state(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=1, lag_s=3)
+    emulator_api.run("t1")
+    assert emulator_api.progress("t1") == NEVER, "first run: before the lag ends the task looks never checked"
     clock.advance(3)
-    assert api.progress("t1") == running("0%")
+    assert emulator_api.progress("t1") == running("0%")
     clock.advance(1)
-    assert api.progress("t1") == SUCCESS
+    assert emulator_api.progress("t1") == SUCCESS
 
-    second = api.run("t1").json()["exec_id"]
+    second = emulator_api.run("t1").json()["exec_id"]
     clock.advance(2.9)
-    assert api.progress("t1") == SUCCESS, "the old result is reported again during the lag"
+    assert emulator_api.progress("t1") == SUCCESS, "the old result is reported again during the lag"
     clock.advance(0.6)
-    assert api.progress("t1") == running("50%")
-    assert api.server.get_task("t1")["last_exec_id"] == second
+    assert emulator_api.progress("t1") == running("50%")
+    assert emulator_api.server.get_task("t1")["last_exec_id"] == second
 
 
-def test_initial_status_is_shown_during_first_lag(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", lag_s=5, initial_status=1)
-    api.run("t1")
-    assert api.progress("t1")["task_status"] == 1
+def test_initial_status_is_shown_during_first_lag(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", lag_s=5, initial_status=1)
+    emulator_api.run("t1")
+    assert emulator_api.progress("t1")["task_status"] == 1
 
 
-def test_run_while_running_is_refused_with_http_200(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=5, lag_s=1)
-    first = api.run("t1").json()["exec_id"]
+def test_run_while_running_is_refused_with_http_200(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=5, lag_s=1)
+    first = emulator_api.run("t1").json()["exec_id"]
     for _ in range(2):  # during the lag and while running
-        response = api.run("t1")
+        response = emulator_api.run("t1")
         assert response.status_code == 200
         assert response.json() == {"error_code": "CC.00050015", "error_msg": "task is running"}
         clock.advance(1)
     clock.advance(5)
-    assert api.run("t1").json()["exec_id"] != first
-    assert api.server.stats()["runs"] == {"t1": 4}
-    assert api.server.get_task("t1")["runs"] == 4
+    assert emulator_api.run("t1").json()["exec_id"] != first
+    assert emulator_api.server.stats()["runs"] == {"t1": 4}
+    assert emulator_api.server.get_task("t1")["runs"] == 4
 
 
-def test_stop_running_scan(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=5)
-    api.run("t1")
+def test_stop_running_scan(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=5)
+    emulator_api.run("t1")
     clock.advance(1)
-    response = api.post("/v2/tasks/t1/stop")
+    response = emulator_api.post("/v2/tasks/t1/stop")
     assert (response.status_code, response.json()) == (200, {})
-    assert api.progress("t1") == {"task_status": 3, "progress": {"ratio": None, "info": None}}
+    assert emulator_api.progress("t1") == {"task_status": 3, "progress": {"ratio": None, "info": None}}
     clock.advance(10)
-    assert api.progress("t1")["task_status"] == 3
-    assert "exec_id" in api.run("t1").json(), "a stopped task can run again"
+    assert emulator_api.progress("t1")["task_status"] == 3
+    assert "exec_id" in emulator_api.run("t1").json(), "a stopped task can run again"
 
 
-def test_stop_during_lag_stops_at_once(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", duration_s=5, lag_s=5, initial_status=2)
-    api.run("t1")
-    api.post("/v2/tasks/t1/stop")
-    assert api.progress("t1")["task_status"] == 3
+def test_stop_during_lag_stops_at_once(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=5, lag_s=5, initial_status=2)
+    emulator_api.run("t1")
+    emulator_api.post("/v2/tasks/t1/stop")
+    assert emulator_api.progress("t1")["task_status"] == 3
 
 
-def test_stop_idle_task_is_a_no_op(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", initial_status=2)
-    assert api.post("/v2/tasks/t1/stop").status_code == 200
-    assert api.progress("t1") == SUCCESS
+def test_stop_idle_task_is_a_no_op(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", initial_status=2)
+    assert emulator_api.post("/v2/tasks/t1/stop").status_code == 200
+    assert emulator_api.progress("t1") == SUCCESS
 
 
-def test_admin_running_flag_starts_a_scan_without_counting_a_run(clocked):
-    api, clock = clocked
-    task = api.server.add_task(task_id="t1", duration_s=4, running=True)
+def test_admin_running_flag_starts_a_scan_without_counting_a_run(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    task = emulator_api.server.add_task(task_id="t1", duration_s=4, running=True)
     assert task["running"] is True
     assert task["last_exec_id"]
     clock.advance(1)
-    assert api.progress("t1") == running("25%")
-    assert api.server.stats()["runs"] == {}
+    assert emulator_api.progress("t1") == running("25%")
+    assert emulator_api.server.stats()["runs"] == {}
 
 
-def test_run_accepts_an_optional_body(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1")
-    response = api.post("/v2/tasks/t1/run", json={"git_branch": "feature"})
+def test_run_accepts_an_optional_body(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1")
+    response = emulator_api.post("/v2/tasks/t1/run", json={"git_branch": "feature"})
     assert "exec_id" in response.json()
 
 
-def test_progress_with_a_job_id_the_task_never_had(clocked):
+def test_progress_with_a_job_id_the_task_never_had(manual_clock_api):
     # job_id is now honoured (the execution record's status); an id the task never had gets the documented
     # lookup error instead of the task's latest progress (formerly the emulator ignored job_id).
-    api, _ = clocked
-    api.server.add_task(task_id="t1")
-    response = api.get("/v2/tasks/t1/progress", params={"job_id": "abc"})
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1")
+    response = emulator_api.get("/v2/tasks/t1/progress", params={"job_id": "abc"})
     assert (response.status_code, response.json()) == (200, LOOKUP_FAILED)
-    assert api.get("/v2/tasks/t1/progress", params={"job_id": ""}).json() == NEVER, "empty job_id = absent"
+    assert emulator_api.get("/v2/tasks/t1/progress", params={"job_id": ""}).json() == NEVER, (
+        "empty job_id = absent"
+    )
 
 
-def test_defects_summary_and_statistic(clocked):
-    api, clock = clocked
+def test_defects_summary_and_statistic(manual_clock_api):
+    emulator_api, clock = manual_clock_api
     defects = {"critical": 1, "major": 3, "minor": 5, "suggestion": 7}
-    api.server.add_task(task_id="t1", duration_s=1, defects=defects)
-    api.run("t1")
+    emulator_api.server.add_task(task_id="t1", duration_s=1, defects=defects)
+    emulator_api.run("t1")
     clock.advance(1)
-    summary = api.get("/v2/tasks/t1/defects-summary").json()
+    summary = emulator_api.get("/v2/tasks/t1/defects-summary").json()
     assert summary["task_id"] == "t1"
     assert summary["issue_count"] == 16
     assert (summary["critical_count"], summary["major_count"]) == ("1", "3")
@@ -158,7 +163,7 @@ def test_defects_summary_and_statistic(clocked):
     assert summary["last_check_time"]
     for field in ("task_name", "git_url", "git_branch", "last_exec_time", "is_access"):
         assert isinstance(summary[field], str)
-    statistic = api.get("/v2/tasks/t1/defects-statistic").json()
+    statistic = emulator_api.get("/v2/tasks/t1/defects-statistic").json()
     assert statistic == {"severity": defects, "status": {"unresolved": 16, "resolved": 0, "dismissed": 0}}
 
 
@@ -172,14 +177,14 @@ def test_defects_summary_and_statistic(clocked):
         ("get", "defects-statistic"),
     ],
 )
-def test_unknown_task_answers_the_documented_200_cc_00050002(clocked, method, suffix):
+def test_unknown_task_answers_the_documented_200_cc_00050002(manual_clock_api, method, suffix):
     # Huawei documents no 404 for these APIs; its error-code table gives CC.00050002 with HTTP 200.
-    api, _ = clocked
-    response = getattr(api, method)(f"/v2/tasks/nope/{suffix}")
+    emulator_api, _ = manual_clock_api
+    response = getattr(emulator_api, method)(f"/v2/tasks/nope/{suffix}")
     assert response.status_code == 200
     assert response.json() == LOOKUP_FAILED
     assert response.headers["X-Request-Id"]
-    assert api.server.stats()["runs"] == {}, "no task, so no run reached a task"
+    assert emulator_api.server.stats()["runs"] == {}, "no task, so no run reached a task"
 
 
 def test_unknown_task_http_404_mode_keeps_the_old_answer():
@@ -208,14 +213,14 @@ def test_auto_create_makes_a_finished_task():
         assert "exec_id" in response.json()
 
 
-def test_real_clock_scan_completes(api):
+def test_real_clock_scan_completes(emulator_api):
     """The default monotonic clock: poll (bounded) until the short scan succeeds."""
-    api.server.add_task(task_id="t1", duration_s=0.3)
-    api.run("t1")
+    emulator_api.server.add_task(task_id="t1", duration_s=0.3)
+    emulator_api.run("t1")
     seen = set()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        status = api.progress("t1")["task_status"]
+        status = emulator_api.progress("t1")["task_status"]
         seen.add(status)
         if status == 2:
             break

@@ -43,23 +43,23 @@ SUMMARY_TYPES = {
 }
 
 
-def test_ratio_is_a_percent_string_while_running(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=8)
-    api.run("t1")
+def test_ratio_is_a_percent_string_while_running(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=8)
+    emulator_api.run("t1")
     for _ in range(8):
-        ratio = api.progress("t1")["progress"]["ratio"]
+        ratio = emulator_api.progress("t1")["progress"]["ratio"]
         assert re.fullmatch(r"\d{1,2}%", ratio), ratio
         clock.advance(1)
-    assert api.progress("t1")["progress"]["ratio"] == "100%"
+    assert emulator_api.progress("t1")["progress"]["ratio"] == "100%"
 
 
-def test_full_defects_summary(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=1, defects={"critical": 0, "major": 2, "minor": 1})
-    api.run("t1")
+def test_full_defects_summary(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=1, defects={"critical": 0, "major": 2, "minor": 1})
+    emulator_api.run("t1")
     clock.advance(1)
-    summary = api.get("/v2/tasks/t1/defects-summary").json()
+    summary = emulator_api.get("/v2/tasks/t1/defects-summary").json()
     assert set(summary) == set(SUMMARY_TYPES)
     for field, kind in SUMMARY_TYPES.items():
         assert type(summary[field]) is kind, (field, summary[field])
@@ -69,10 +69,10 @@ def test_full_defects_summary(clocked):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", summary["last_exec_time"])
 
 
-def test_summary_of_a_never_checked_task_has_null_times(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", defects={"critical": 1})
-    summary = api.get("/v2/tasks/t1/defects-summary").json()
+def test_summary_of_a_never_checked_task_has_null_times(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", defects={"critical": 1})
+    summary = emulator_api.get("/v2/tasks/t1/defects-summary").json()
     assert (summary["last_check_time"], summary["last_exec_time"]) == (None, None)
     assert summary["is_access"] == "0"
 
@@ -80,40 +80,47 @@ def test_summary_of_a_never_checked_task_has_null_times(clocked):
 # --- null or absent ------------------------------------------------------------------------------------------
 
 
-def test_nulls_are_sent_by_default(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1")
-    assert api.progress("t1") == NEVER
+def test_nulls_are_sent_by_default(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1")
+    assert emulator_api.progress("t1") == NEVER
 
 
-def test_absent_mode_drops_null_fields(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=1, final_status=1)
-    api.server.set_shape(null_fields="absent")
-    assert api.progress("t1") == {"progress": {}}
-    summary = api.get("/v2/tasks/t1/defects-summary").json()
+def test_absent_mode_drops_null_fields(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=1, final_status=1)
+    emulator_api.server.set_shape(null_fields="absent")
+    assert emulator_api.progress("t1") == {"progress": {}}
+    summary = emulator_api.get("/v2/tasks/t1/defects-summary").json()
     assert "last_check_time" not in summary
     assert "is_access" in summary
-    api.run("t1")
+    emulator_api.run("t1")
     clock.advance(1)
-    assert api.progress("t1") == {"task_status": 1, "progress": {}}, "failed: ratio and info absent"
-    assert "exec_id" in api.run("t1").json(), "a 2xx without nulls is unchanged"
+    assert emulator_api.progress("t1") == {"task_status": 1, "progress": {}}, "failed: ratio and info absent"
+    assert "exec_id" in emulator_api.run("t1").json(), "a 2xx without nulls is unchanged"
 
 
-def test_absent_mode_over_http_and_reset_restores_nulls(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1")
-    response = requests.post(f"{api.base_url}/_emulator/shape", json={"null_fields": "absent"}, timeout=10)
+def test_absent_mode_over_http_and_reset_restores_nulls(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1")
+    response = requests.post(
+        f"{emulator_api.base_url}/_emulator/shape", json={"null_fields": "absent"}, timeout=10
+    )
     assert response.json() == {"null_fields": "absent"}
-    assert api.progress("t1") == {"progress": {}}
+    assert emulator_api.progress("t1") == {"progress": {}}
     assert (
-        requests.post(f"{api.base_url}/_emulator/shape", json={"null_fields": "x"}, timeout=10).status_code
+        requests.post(
+            f"{emulator_api.base_url}/_emulator/shape", json={"null_fields": "x"}, timeout=10
+        ).status_code
         == 400
     )
-    api.server.reset()
-    api.server.add_task(task_id="t1")
+    emulator_api.server.reset()
+    emulator_api.server.add_task(task_id="t1")
     assert (
-        api.get("/v2/tasks/t1/progress", headers={"X-Auth-Token": api.server.issue_token()}).json() == NEVER
+        emulator_api.get(
+            "/v2/tasks/t1/progress", headers={"X-Auth-Token": emulator_api.server.issue_token()}
+        ).json()
+        == NEVER
     )
 
 
@@ -133,38 +140,38 @@ def test_absent_mode_in_the_constructor():
 # --- extra_fields ------------------------------------------------------------------------------------------
 
 
-def test_extra_fields_keep_the_answer_and_add_unknown_objects(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", initial_status=2)
-    api.server.set_faults([{"kind": "extra_fields", "count": 2}])
-    body = api.progress("t1")
+def test_extra_fields_keep_the_answer_and_add_unknown_objects(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", initial_status=2)
+    emulator_api.server.set_faults([{"kind": "extra_fields", "count": 2}])
+    body = emulator_api.progress("t1")
     assert body["task_status"] == 2
     assert body["progress"]["ratio"] == "100%"
     assert body["progress"]["info"] == "success"
     assert body["extension"] == {"code": "CC.1", "message": "not an error"}
     assert isinstance(body["x_trace"], dict)
     assert isinstance(body["progress"]["x_detail"], dict)
-    summary = api.get("/v2/tasks/t1/defects-summary").json()
+    summary = emulator_api.get("/v2/tasks/t1/defects-summary").json()
     assert summary["extension"]["code"] == "CC.1"
     assert summary["critical_count"] == "0"
 
 
-def test_extra_fields_leave_error_answers_alone(clocked):
-    api, _ = clocked
-    api.server.set_faults([{"kind": "extra_fields", "count": 1}])
-    body = api.get("/v2/tasks/nope/progress").json()
+def test_extra_fields_leave_error_answers_alone(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.set_faults([{"kind": "extra_fields", "count": 1}])
+    body = emulator_api.get("/v2/tasks/nope/progress").json()
     assert body == {"error_code": "CC.00050002", "error_msg": "query task detail error"}
 
 
 # --- odd_ratio -------------------------------------------------------------------------------------------------
 
 
-def test_odd_ratio_defaults_to_progress_with_na(clocked):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", initial_status=2)
-    api.server.set_faults([{"kind": "odd_ratio", "probability": 1}])
-    assert api.progress("t1") == {"task_status": 2, "progress": {"ratio": "N/A", "info": "success"}}
-    assert "exec_id" in api.run("t1").json(), "progress only by default"
+def test_odd_ratio_defaults_to_progress_with_na(manual_clock_api):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", initial_status=2)
+    emulator_api.server.set_faults([{"kind": "odd_ratio", "probability": 1}])
+    assert emulator_api.progress("t1") == {"task_status": 2, "progress": {"ratio": "N/A", "info": "success"}}
+    assert "exec_id" in emulator_api.run("t1").json(), "progress only by default"
 
 
 @pytest.mark.parametrize(
@@ -177,18 +184,18 @@ def test_odd_ratio_defaults_to_progress_with_na(clocked):
     ],
     ids=str,
 )
-def test_odd_ratio_values(clocked, ratio, expected):
-    api, _ = clocked
-    api.server.add_task(task_id="t1", initial_status=2)
-    api.server.set_faults([{"kind": "odd_ratio", "count": 1, "ratio": ratio}])
-    assert api.progress("t1") == {"task_status": 2, "progress": expected}
-    assert api.server.stats()["faults_injected"] == {"odd_ratio": 1}
+def test_odd_ratio_values(manual_clock_api, ratio, expected):
+    emulator_api, _ = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", initial_status=2)
+    emulator_api.server.set_faults([{"kind": "odd_ratio", "count": 1, "ratio": ratio}])
+    assert emulator_api.progress("t1") == {"task_status": 2, "progress": expected}
+    assert emulator_api.server.stats()["faults_injected"] == {"odd_ratio": 1}
 
 
-def test_odd_ratio_keeps_the_real_running_status(clocked):
-    api, clock = clocked
-    api.server.add_task(task_id="t1", duration_s=10)
-    api.run("t1")
+def test_odd_ratio_keeps_the_real_running_status(manual_clock_api):
+    emulator_api, clock = manual_clock_api
+    emulator_api.server.add_task(task_id="t1", duration_s=10)
+    emulator_api.run("t1")
     clock.advance(3)
-    api.server.set_faults([{"kind": "odd_ratio", "count": 1}])
-    assert api.progress("t1") == {"task_status": 0, "progress": {"ratio": "N/A", "info": "running"}}
+    emulator_api.server.set_faults([{"kind": "odd_ratio", "count": 1}])
+    assert emulator_api.progress("t1") == {"task_status": 0, "progress": {"ratio": "N/A", "info": "running"}}

@@ -45,9 +45,9 @@ def fixed(fixed_server) -> Iterator[tuple[Api, ManualClock]]:
 
 
 def test_throttle_fault_apig_spelling(fixed):
-    api, _ = fixed
-    api.server.set_faults([{"kind": "throttle_429", "count": 1, "code": "APIG.0308"}])
-    response = api.get("/v2/tasks/t1/progress")
+    emulator_api, _ = fixed
+    emulator_api.server.set_faults([{"kind": "throttle_429", "count": 1, "code": "APIG.0308"}])
+    response = emulator_api.get("/v2/tasks/t1/progress")
     assert response.status_code == 429
     assert response.json()["error_code"] == "APIG.0308"
     assert response.json()["error_msg"] == throttle_message("10")
@@ -55,19 +55,19 @@ def test_throttle_fault_apig_spelling(fixed):
 
 
 def test_throttle_fault_without_retry_after(fixed):
-    api, _ = fixed
-    api.server.set_faults([{"kind": "throttle_429", "count": 1, "retry_after": None}])
-    response = api.get("/v2/tasks/t1/progress")
+    emulator_api, _ = fixed
+    emulator_api.server.set_faults([{"kind": "throttle_429", "count": 1, "retry_after": None}])
+    response = emulator_api.get("/v2/tasks/t1/progress")
     assert response.status_code == 429
     assert "Retry-After" not in response.headers
 
 
 def test_throttle_fault_retry_after_as_http_date(fixed):
-    api, _ = fixed
-    api.server.set_faults(
+    emulator_api, _ = fixed
+    emulator_api.server.set_faults(
         [{"kind": "throttle_429", "count": 1, "retry_after": 3, "retry_after_form": "date"}]
     )
-    response = api.get("/v2/tasks/t1/progress")
+    response = emulator_api.get("/v2/tasks/t1/progress")
     # 05:00:00.25 + 3 s = 05:00:03.25, rounded up to a whole second (RFC 7231 IMF-fixdate).
     assert response.headers["Retry-After"] == "Tue, 01 Dec 2026 05:00:04 GMT"
     assert parsedate_to_datetime(response.headers["Retry-After"]) == WALL.replace(second=4, microsecond=0)
@@ -75,13 +75,13 @@ def test_throttle_fault_retry_after_as_http_date(fixed):
 
 def test_throttle_fault_fractional_retry_after_is_sent_as_given(fixed):
     # Not RFC 7231 delta-seconds (an integer), kept for fast tests and as a leniency check for clients.
-    api, _ = fixed
-    api.server.set_faults([{"kind": "throttle_429", "count": 1, "retry_after": 0.3}])
-    assert api.get("/v2/tasks/t1/progress").headers["Retry-After"] == "0.3"
-    api.server.set_faults(
+    emulator_api, _ = fixed
+    emulator_api.server.set_faults([{"kind": "throttle_429", "count": 1, "retry_after": 0.3}])
+    assert emulator_api.get("/v2/tasks/t1/progress").headers["Retry-After"] == "0.3"
+    emulator_api.server.set_faults(
         [{"kind": "throttle_429", "count": 1, "retry_after": 0.3, "retry_after_form": "date"}]
     )
-    assert api.get("/v2/tasks/t1/progress").headers["Retry-After"] == "Tue, 01 Dec 2026 05:00:01 GMT"
+    assert emulator_api.get("/v2/tasks/t1/progress").headers["Retry-After"] == "Tue, 01 Dec 2026 05:00:01 GMT"
 
 
 @pytest.mark.parametrize(
@@ -99,101 +99,106 @@ def test_throttle_fault_options_are_validated(emulator, options):
 
 
 def test_quota_is_off_by_default(fixed):
-    api, _ = fixed
-    assert all(api.get("/v2/tasks/t1/progress").ok for _ in range(50))
-    assert api.server.stats()["throttled"] == {}
+    emulator_api, _ = fixed
+    assert all(emulator_api.get("/v2/tasks/t1/progress").ok for _ in range(50))
+    assert emulator_api.server.stats()["throttled"] == {}
 
 
 def test_quota_token_bucket_per_api(fixed):
-    api, clock = fixed
-    assert api.server.set_quota(rate=2, burst=2) == {
+    emulator_api, clock = fixed
+    assert emulator_api.server.set_quota(rate=2, burst=2) == {
         "rate": 2.0,
         "burst": 2,
         "scope": "api",
         "retry_after_form": "seconds",
     }
-    codes = [api.get("/v2/tasks/t1/progress").status_code for _ in range(3)]
+    codes = [emulator_api.get("/v2/tasks/t1/progress").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
-    refused = api.get("/v2/tasks/t1/progress")
+    refused = emulator_api.get("/v2/tasks/t1/progress")
     assert refused.json() == {
         "error_code": "APIGW.0308",
         "error_msg": throttle_message("2"),
         "request_id": refused.headers["X-Request-Id"],
     }
     assert refused.headers["Retry-After"] == "1", "0.5 s until the next token, rounded up"
-    assert api.get("/v2/tasks/t1/defects-summary").status_code == 200, "another API has its own bucket"
+    assert emulator_api.get("/v2/tasks/t1/defects-summary").status_code == 200, (
+        "another API has its own bucket"
+    )
     clock.advance(0.5)
-    assert api.get("/v2/tasks/t1/progress").status_code == 200
-    assert api.get("/v2/tasks/t1/progress").status_code == 429
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 200
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 429
     clock.advance(10)  # the bucket refills up to burst only
-    codes = [api.get("/v2/tasks/t1/progress").status_code for _ in range(3)]
+    codes = [emulator_api.get("/v2/tasks/t1/progress").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
-    stats = api.server.stats()
+    stats = emulator_api.server.stats()
     assert stats["throttled"] == {"progress": 4}
     assert stats["requests"]["progress 429"] == 4
 
 
 def test_quota_scope_all_shares_one_bucket(fixed):
-    api, _ = fixed
-    api.server.set_quota(rate=1, burst=2, scope="all")
-    assert api.get("/v2/tasks/t1/progress").status_code == 200
-    assert api.get("/v2/tasks/t1/defects-summary").status_code == 200
-    assert api.run("t1").status_code == 429
-    assert api.server.stats()["runs"] == {}, "a throttled run never reaches the task"
+    emulator_api, _ = fixed
+    emulator_api.server.set_quota(rate=1, burst=2, scope="all")
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 200
+    assert emulator_api.get("/v2/tasks/t1/defects-summary").status_code == 200
+    assert emulator_api.run("t1").status_code == 429
+    assert emulator_api.server.stats()["runs"] == {}, "a throttled run never reaches the task"
 
 
 def test_quota_retry_after_long_wait(fixed):
-    api, _ = fixed
-    api.server.set_quota(rate=0.25, burst=1)
-    assert api.get("/v2/tasks/t1/progress").ok
-    refused = api.get("/v2/tasks/t1/progress")
+    emulator_api, _ = fixed
+    emulator_api.server.set_quota(rate=0.25, burst=1)
+    assert emulator_api.get("/v2/tasks/t1/progress").ok
+    refused = emulator_api.get("/v2/tasks/t1/progress")
     assert refused.headers["Retry-After"] == "4"
     assert refused.json()["error_msg"] == throttle_message("0.25")
 
 
 def test_quota_retry_after_as_date_or_absent(fixed):
-    api, _ = fixed
-    api.server.set_quota(rate=0.5, burst=1, retry_after_form="date")
-    api.get("/v2/tasks/t1/progress")
-    assert api.get("/v2/tasks/t1/progress").headers["Retry-After"] == "Tue, 01 Dec 2026 05:00:03 GMT"
-    api.server.set_quota(rate=0.5, burst=1, retry_after_form=None)
-    api.get("/v2/tasks/t1/progress")
-    refused = api.get("/v2/tasks/t1/progress")
+    emulator_api, _ = fixed
+    emulator_api.server.set_quota(rate=0.5, burst=1, retry_after_form="date")
+    emulator_api.get("/v2/tasks/t1/progress")
+    assert emulator_api.get("/v2/tasks/t1/progress").headers["Retry-After"] == "Tue, 01 Dec 2026 05:00:03 GMT"
+    emulator_api.server.set_quota(rate=0.5, burst=1, retry_after_form=None)
+    emulator_api.get("/v2/tasks/t1/progress")
+    refused = emulator_api.get("/v2/tasks/t1/progress")
     assert refused.status_code == 429
     assert "Retry-After" not in refused.headers
 
 
 def test_quota_comes_after_authentication_and_before_faults(fixed):
-    api, _ = fixed
-    api.server.set_quota(rate=1, burst=1)
-    api.server.set_faults([{"kind": "busy_400", "count": 1}])
-    assert requests.get(f"{api.base_url}/v2/tasks/t1/progress", timeout=10).status_code == 401
-    assert api.get("/v2/tasks/t1/progress").status_code == 400, "the first token went to the faulted call"
-    assert api.get("/v2/tasks/t1/progress").status_code == 429
-    assert api.server.stats()["faults_injected"] == {"busy_400": 1}
+    emulator_api, _ = fixed
+    emulator_api.server.set_quota(rate=1, burst=1)
+    emulator_api.server.set_faults([{"kind": "busy_400", "count": 1}])
+    assert requests.get(f"{emulator_api.base_url}/v2/tasks/t1/progress", timeout=10).status_code == 401
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 400, (
+        "the first token went to the faulted call"
+    )
+    assert emulator_api.get("/v2/tasks/t1/progress").status_code == 429
+    assert emulator_api.server.stats()["faults_injected"] == {"busy_400": 1}
 
 
 def test_quota_does_not_apply_to_iam(fixed):
-    api, _ = fixed
-    api.server.set_quota(rate=1, burst=1, scope="all")
+    emulator_api, _ = fixed
+    emulator_api.server.set_quota(rate=1, burst=1, scope="all")
     body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {}}}}}
     codes = {
-        requests.post(f"{api.base_url}/v3/auth/tokens", json=body, timeout=10).status_code for _ in range(3)
+        requests.post(f"{emulator_api.base_url}/v3/auth/tokens", json=body, timeout=10).status_code
+        for _ in range(3)
     }
     assert codes == {401}
 
 
 def test_quota_over_http_and_reset_turns_it_off(fixed):
-    api, _ = fixed
-    response = requests.post(f"{api.base_url}/_emulator/quota", json={"rate": 1}, timeout=10)
+    emulator_api, _ = fixed
+    response = requests.post(f"{emulator_api.base_url}/_emulator/quota", json={"rate": 1}, timeout=10)
     assert response.json() == {"rate": 1.0, "burst": 1, "scope": "api", "retry_after_form": "seconds"}
-    assert [api.get("/v2/tasks/t1/progress").status_code for _ in range(2)] == [200, 429]
-    requests.post(f"{api.base_url}/_emulator/quota", json={"rate": None}, timeout=10)
-    assert api.get("/v2/tasks/t1/progress").ok
-    api.server.set_quota(rate=1, burst=1)
-    api.server.reset()
-    api.server.add_task(task_id="t1", initial_status=2)
-    client = Api(api.server, api.server.issue_token())
+    assert [emulator_api.get("/v2/tasks/t1/progress").status_code for _ in range(2)] == [200, 429]
+    requests.post(f"{emulator_api.base_url}/_emulator/quota", json={"rate": None}, timeout=10)
+    assert emulator_api.get("/v2/tasks/t1/progress").ok
+    emulator_api.server.set_quota(rate=1, burst=1)
+    emulator_api.server.reset()
+    emulator_api.server.add_task(task_id="t1", initial_status=2)
+    client = Api(emulator_api.server, emulator_api.server.issue_token())
     assert all(client.get("/v2/tasks/t1/progress").ok for _ in range(5))
     client.close()
 

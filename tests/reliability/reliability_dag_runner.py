@@ -14,22 +14,24 @@ import json
 import sys
 from pathlib import Path
 
-# Both folders pytest would put on sys.path: this one (reliability_helpers) and tests/ (dag_files).
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+# tests/, where pytest finds airflow_support (beside the root conftest).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import reliability_helpers as rh  # noqa: E402 (needs the sys.path above)
+import airflow_support
 
 XCOM_KEYS = ("return_value", "status", "exec_id", "console_url", "task_status", "info")
 
 
 def main(dag_id: str) -> None:
-    dag_run = rh.load_dag(dag_id).test()
+    dag_run = airflow_support.load_dag(dag_id).test()
     xcom = {
-        ti.task_id: {key: rh.xcom(dag_run, ti.task_id, key) for key in XCOM_KEYS}
+        ti.task_id: {key: airflow_support.xcom(dag_run, ti.task_id, key) for key in XCOM_KEYS}
         for ti in dag_run.get_task_instances()
     }
-    print("RESULT " + json.dumps({"states": rh.ti_states(dag_run), "xcom": xcom}, default=str), flush=True)
+    print(
+        "RESULT " + json.dumps({"states": airflow_support.ti_states(dag_run), "xcom": xcom}, default=str),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

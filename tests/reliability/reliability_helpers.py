@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dag_files
-
-from airflow_provider_codecheck.emulator import defaults
+from airflow_provider_codecheck import testing
 from airflow_provider_codecheck.emulator.server import EmulatorServer
 from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger
 
@@ -36,27 +34,10 @@ SLOW_TIMEOUT_S = 0.5
 GLOBAL_TIMEOUT_S = 90.0
 """No scenario may run longer: a hung wait fails the test instead of hanging the suite."""
 
-TRANSIENT_KINDS = (
-    "busy_400",
-    "busy_200",
-    "throttle_429",
-    "http_500",
-    "http_502",
-    "http_503",
-    "html_502",
-    "reset",
-    "slow",
-    "token_expired",
-    "malformed_json",
-    "unknown_status",
-)
-# Kind -> the error_code the wait must report after a single attempt.
-PERMANENT_KINDS = {
-    "forbidden_403": "APIGW.0302",
-    "not_found_404": "CC.00000404",
-    "no_permission_200": "CC.00050010",
-    "project_missing_200": "CC.00050013",
-}
+# The fault matrix's rows: the retried kinds, and token_expired as mass revocations (see ``revocations``).
+TRANSIENT_KINDS = (*testing.RETRIED_FAULTS, "token_expired")
+PERMANENT_KINDS = testing.PERMANENT_FAULTS
+"""Kind -> the error_code the wait must report after a single attempt."""
 STATUS_NAMES = {1: "failed", 2: "success", 3: "stopped"}
 
 # Request budget: requests <= K * ideal, where ideal = sum over tasks of (duration / poll + 1), the polls a
@@ -74,43 +55,10 @@ def k_for(kind: str) -> float:
     return K_TOKEN_EXPIRED if kind == "token_expired" else K_INDEPENDENT
 
 
-def connection_json(base_url: str, auth_type: str = "password", **extra: Any) -> str:
-    """An ``AIRFLOW_CONN_*`` value pointing at an emulator with its default credentials."""
-    login, password = {
-        "password": (defaults.IAM_USER, defaults.IAM_PASSWORD),
-        "aksk": (defaults.ACCESS_KEY, defaults.SECRET_KEY),
-    }.get(auth_type, (None, None))
-    fields: dict[str, Any] = {
-        "auth_type": auth_type,
-        "domain_name": defaults.IAM_DOMAIN,
-        "iam_endpoint": base_url,
-        **extra,
-    }
-    if auth_type == "token":
-        password = str(fields.pop("token"))
-    return json.dumps(
-        {
-            "conn_type": "huaweicloud_codecheck",
-            "host": base_url,
-            "login": login,
-            "password": password,
-            "extra": fields,
-        }
-    )
-
-
-def conn_env(conn_id: str) -> str:
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
-
-
 def fault_spec(kind: str, probability: float = FAULT_P, routes: tuple[str, ...] = ("progress",)) -> dict:
-    return {
-        "kind": kind,
-        "probability": probability,
-        "routes": list(routes),
-        "retry_after": RETRY_AFTER_S,
-        "delay_s": SLOW_DELAY_S,
-    }
+    return testing.fault(
+        kind, probability=probability, routes=routes, retry_after=RETRY_AFTER_S, delay_s=SLOW_DELAY_S
+    )
 
 
 FIRST_REVOCATION_S = 1.0
@@ -123,8 +71,8 @@ which would rightly end it (a renewed token rejected again is permanent)."""
 class Revoker:
     """Revokes every issued token on the schedule above from a thread, until stopped; counts the events."""
 
-    def __init__(self, emu: EmulatorServer) -> None:
-        self.emu = emu
+    def __init__(self, emulator: EmulatorServer) -> None:
+        self.emu = emulator
         self.events = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -146,7 +94,7 @@ class Revoker:
 
 
 @contextmanager
-def revocations(emu: EmulatorServer, kinds: Iterable[str]) -> Iterator[Revoker | None]:
+def revocations(emulator: EmulatorServer, kinds: Iterable[str]) -> Iterator[Revoker | None]:
     """``token_expired`` as what it models: mass revocations, events at moments in time.
 
     As a per-request chance it would also revoke a token just renewed for the same call, and since issue 11 (B1)
@@ -156,7 +104,7 @@ def revocations(emu: EmulatorServer, kinds: Iterable[str]) -> Iterator[Revoker |
     if "token_expired" not in kinds:
         yield None
         return
-    with Revoker(emu) as revoker:
+    with Revoker(emulator) as revoker:
         yield revoker
 
 
@@ -191,7 +139,7 @@ class Planned:
 
 
 def add_tasks(
-    emu: EmulatorServer,
+    emulator: EmulatorServer,
     prefix: str,
     count: int,
     faults: list[dict[str, Any]] | None = None,
@@ -208,7 +156,7 @@ def add_tasks(
     planned = []
     for i in range(count):
         task = Planned(f"{prefix}-{i:03d}", min_duration + (i % 7) * step, 1 + i % 3)
-        emu.add_task(
+        emulator.add_task(
             task_id=task.task_id,
             duration_s=task.duration_s,
             final_status=task.final_status,
@@ -224,18 +172,13 @@ def ideal_polls(planned: Iterable[Planned], poll: float = POLL) -> float:
     return sum(task.duration_s / poll + 1 for task in planned)
 
 
-def route_requests(stats: dict[str, Any], route: str) -> int:
-    """Requests the emulator answered (or reset) on ``route``."""
-    return sum(n for key, n in stats["requests"].items() if key.split(" ", 1)[0] == route)
-
-
 def progress_requests(stats: dict[str, Any]) -> int:
     """Progress requests that reached the emulator.
 
     A ``slow`` request the client gave up on is cancelled on the server before it is counted in ``requests``;
     it is counted in ``faults_injected`` (progress is the only faulted route in these scenarios).
     """
-    return route_requests(stats, "progress") + stats["faults_injected"].get("slow", 0)
+    return testing.route_requests(stats, "progress") + stats["faults_injected"].get("slow", 0)
 
 
 def faulted_share(stats: dict[str, Any]) -> float:
@@ -290,47 +233,3 @@ def record(row: str, **figures: Any) -> None:
         data = json.loads(file.read_text()) if file.exists() and file.stat().st_size else {"rows": {}}
         data["rows"][row] = figures
         file.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-# --- DAGs run with dag.test() ----------------------------------------------------------------------------
-
-
-def write_dag(
-    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: Iterable[tuple[str, str]] = ()
-) -> Path:
-    """``dag_files.write_dag``, remembering the file so the suite can remove it afterwards."""
-    path = dag_files.write_dag(dag_id, tasks, edges)
-    WRITTEN_DAGS.append(path)
-    return path
-
-
-WRITTEN_DAGS: list[Path] = []
-"""DAG files written by the running test; removed after it (dag.test() parses the whole folder each time)."""
-
-
-def load_dag(dag_id: str) -> Any:
-    """Import a DAG module of the dags folder afresh."""
-    import importlib
-    import sys
-
-    folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules.pop(dag_id, None)
-    return importlib.import_module(dag_id).dag
-
-
-def build_dag(
-    dag_id: str, tasks: dict[str, tuple[str, dict[str, Any]]], edges: Iterable[tuple[str, str]] = ()
-) -> Any:
-    write_dag(dag_id, tasks, edges)
-    return load_dag(dag_id)
-
-
-def ti_states(dag_run: Any) -> dict[str, str]:
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return ti.xcom_pull(task_ids=task_id, key=key)

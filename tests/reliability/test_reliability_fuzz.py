@@ -1,7 +1,7 @@
 """Fuzzing the reply path with hypothesis: whatever status, headers and body arrive, only ``CodeCheckError``
 subclasses come out, never a KeyError / TypeError / ValueError / AttributeError / RecursionError from inside.
 
-Unlike ``tests/client/test_client_fuzz.py`` (parsers on service-shaped JSON), this drives the whole path a
+Unlike ``tests/core/test_core_fuzz.py`` (parsers on service-shaped JSON), this drives the whole path a
 reply takes: ``flow.perform`` (decode, classification, the operation's parser, ``_read``'s bookkeeping) for
 every operation, ``iam.parse_token_response``, ``str()`` of the error, and the wait flow fed the outcome.
 Bodies include hostile shapes: deep nesting, truncated and byte-flipped real replies, other encodings, huge
@@ -163,7 +163,7 @@ responses = st.builds(HttpResponse, statuses, headers, bodies)
 
 EXAMPLES: Counter[str] = Counter()  # examples run, by property
 # One reply per flow, judged alone: the process-wide request budget (which a fuzzed 429 would teach and pause
-# for the next example) has its own tests (tests/unit/test_budget.py).
+# for the next example) has its own tests (tests/core/test_budget.py).
 UNPACED = flow.Context(budgets=None)
 
 

@@ -31,7 +31,7 @@ def _import(classpath: str) -> type[CodeCheckTaskTrigger]:
 
 
 def _plan_lagged_scans(
-    emu,
+    emulator,
     prefix: str,
     count: int,
     faults: list[dict[str, Any]],
@@ -43,7 +43,7 @@ def _plan_lagged_scans(
     planned = []
     for i in range(count):
         final = 1 + i % 3
-        emu.add_task(
+        emulator.add_task(
             task_id=f"{prefix}-{i:03d}",
             duration_s=round(rng.uniform(*durations), 2),
             lag_s=round(rng.uniform(*lags), 2),
@@ -57,7 +57,7 @@ def _plan_lagged_scans(
         exec_id = hook.run_task(task_id).exec_id
         trigger = rh.make_trigger(task_id, exec_id=exec_id, stale_until=time.time() + GRACE_S)
         classpath, kwargs = trigger.serialize()
-        task = emu.get_task(task_id)
+        task = emulator.get_task(task_id)
         planned.append(
             {
                 "task": rh.Planned(task_id, task["duration_s"], task["final_status"]),
@@ -134,10 +134,10 @@ async def _second_life(triggerer: Triggerer, rng: random.Random, rounds: int) ->
     await asyncio.wait_for(asyncio.gather(*triggerer.running.values()), rh.GLOBAL_TIMEOUT_S)
 
 
-def _restart_scenario(emu, use_connection, waits: int, rounds: int) -> None:
-    use_connection()
+def _restart_scenario(emulator, reliability_conn, waits: int, rounds: int) -> None:
+    reliability_conn()
     faults = [rh.fault_spec("reset", 0.05), rh.fault_spec("http_503", 0.05)]
-    planned = _plan_lagged_scans(emu, f"restart{waits}", waits, faults)
+    planned = _plan_lagged_scans(emulator, f"restart{waits}", waits, faults)
     rng = random.Random(SEED)
     triggerer = Triggerer(planned)
     started = time.monotonic()
@@ -154,7 +154,7 @@ def _restart_scenario(emu, use_connection, waits: int, rounds: int) -> None:
         assert (event["status"], event["task_status"]) == (task.status_name, task.final_status), (task, event)
         assert event["exec_id"] == entry["kwargs"]["exec_id"]
         lateness.append(fired_at - (entry["started"] + entry["lag_s"] + task.duration_s))
-    stats = emu.stats()
+    stats = emulator.stats()
     assert stats["runs"] == {entry["task"].task_id: 1 for entry in planned}  # no second scan, ever
     # The process restart came while many waits were pending, and single waits were killed besides.
     assert triggerer.recreated_by_process_restart >= waits // 4
@@ -182,19 +182,19 @@ def _restart_scenario(emu, use_connection, waits: int, rounds: int) -> None:
     )
 
 
-def test_waits_survive_triggerer_restarts(emu, use_connection):
-    _restart_scenario(emu, use_connection, waits=40, rounds=4)
+def test_waits_survive_triggerer_restarts(emulator, reliability_conn):
+    _restart_scenario(emulator, reliability_conn, waits=40, rounds=4)
 
 
 @pytest.mark.slow
-def test_200_waits_survive_triggerer_restarts(emu, use_connection):
-    _restart_scenario(emu, use_connection, waits=200, rounds=8)
+def test_200_waits_survive_triggerer_restarts(emulator, reliability_conn):
+    _restart_scenario(emulator, reliability_conn, waits=200, rounds=8)
 
 
-async def test_stale_guard_is_what_keeps_lagged_waits_correct(emu, use_connection):
+async def test_stale_guard_is_what_keeps_lagged_waits_correct(emulator, reliability_conn):
     """Control: without ``stale_until`` the same lagged scans report the previous verdict."""
-    use_connection()
-    planned = _plan_lagged_scans(emu, "control", 6, [], durations=(0.5, 1.0), lags=(1.0, 1.5))
+    reliability_conn()
+    planned = _plan_lagged_scans(emulator, "control", 6, [], durations=(0.5, 1.0), lags=(1.0, 1.5))
     unguarded = [rh.make_trigger(p["task"].task_id, exec_id=p["kwargs"]["exec_id"]) for p in planned]
     guarded = [_import(p["classpath"])(**p["kwargs"]) for p in planned]
     events = await rh.run_triggers(unguarded + guarded)
@@ -204,14 +204,14 @@ async def test_stale_guard_is_what_keeps_lagged_waits_correct(emu, use_connectio
         assert guarded_event["task_status"] == task.final_status
 
 
-async def test_cancelled_triggers_stop_at_once(emu, use_connection):
+async def test_cancelled_triggers_stop_at_once(emulator, reliability_conn):
     """A triggerer cancels a trigger's task to stop it; the wait must not go on polling.
 
     Regression: the poll was bounded with ``asyncio.wait_for``, which before Python 3.12 swallows a cancellation
     arriving just as the poll completes; about one wait in twenty then kept running until its scan ended.
     """
-    use_connection()
-    planned = rh.add_tasks(emu, "cancel", 40, min_duration=60)
+    reliability_conn()
+    planned = rh.add_tasks(emulator, "cancel", 40, min_duration=60)
     # A short poll interval makes polls complete often, so cancellations land on that moment often.
     running = [
         asyncio.ensure_future(rh.drain(rh.make_trigger(t.task_id, poll_interval=0.05))) for t in planned

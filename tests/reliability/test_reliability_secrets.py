@@ -6,7 +6,7 @@ SQLite file's raw bytes), exception messages, or the reprs of hook, trigger, ope
 
 The secrets: IAM password, SK, temporary SK and its security token, a static X-Auth-Token, every IAM token the
 emulator issued during the scan, and the wrong password / SK / security token / token of the failure paths.
-(Client-level reprs and logs are covered in depth by ``tests/client/test_client_secrets.py``.)
+(Client-level reprs and logs are covered in depth by ``tests/transport/test_client_secrets.py``.)
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import airflow_support
 import pytest
 import reliability_helpers as rh
 
+from airflow_provider_codecheck import testing
 from airflow_provider_codecheck.core.errors import CodeCheckError
 from airflow_provider_codecheck.emulator.defaults import AccessKey
 from airflow_provider_codecheck.emulator.server import EmulatorServer
@@ -50,7 +52,8 @@ LOGGERS = ("", "airflow", "airflow.task", "airflow_provider_codecheck", "aiohttp
 
 
 @pytest.fixture(scope="module")
-def secret_emu() -> Iterator[EmulatorServer]:
+def relcanary_emulator() -> Iterator[EmulatorServer]:
+    """An emulator that accepts only this module's RELCANARY credentials."""
     server = EmulatorServer(
         "127.0.0.1",
         0,
@@ -63,38 +66,33 @@ def secret_emu() -> Iterator[EmulatorServer]:
         yield server
 
 
-def _connections(emu: EmulatorServer, static_token: str) -> dict[str, dict[str, Any]]:
-    """Connection id -> (login, password, extra): good and bad credentials of every auth type."""
-    url = emu.base_url
-    password = {"auth_type": "password", "domain_name": DOMAIN, "iam_endpoint": url}
-    aksk = {"auth_type": "aksk"}
-    sts = {"auth_type": "aksk", "security_token": SECURITY_TOKEN}
+def _connections(static_token: str) -> dict[str, dict[str, Any]]:
+    """Connection id -> ``testing.connection`` arguments: good and bad credentials of every auth type."""
+    password = {"auth_type": "password", "login": USER, "domain_name": DOMAIN}
+    aksk = {"auth_type": "aksk", "login": AK}
+    sts = {"auth_type": "aksk", "login": TEMP_AK, "password": TEMP_SK}
     return {
-        "sec_password": {"login": USER, "password": PASSWORD, "extra": password},
-        "sec_aksk": {"login": AK, "password": SK, "extra": aksk},
-        "sec_sts": {"login": TEMP_AK, "password": TEMP_SK, "extra": sts},
-        "sec_token": {"login": None, "password": static_token, "extra": {"auth_type": "token"}},
-        "sec_bad_password": {"login": USER, "password": WRONG["password"], "extra": password},
-        "sec_bad_sk": {"login": AK, "password": WRONG["sk"], "extra": aksk},
-        "sec_bad_sts": {
-            "login": TEMP_AK,
-            "password": TEMP_SK,
-            "extra": {**sts, "security_token": WRONG["security_token"]},
-        },
-        "sec_bad_token": {"login": None, "password": WRONG["token"], "extra": {"auth_type": "token"}},
+        "sec_password": {**password, "password": PASSWORD},
+        "sec_aksk": {**aksk, "password": SK},
+        "sec_sts": {**sts, "security_token": SECURITY_TOKEN},
+        "sec_token": {"auth_type": "token", "token": static_token},
+        "sec_bad_password": {**password, "password": WRONG["password"]},
+        "sec_bad_sk": {**aksk, "password": WRONG["sk"]},
+        "sec_bad_sts": {**sts, "security_token": WRONG["security_token"]},
+        "sec_bad_token": {"auth_type": "token", "token": WRONG["token"]},
     }
 
 
 @pytest.fixture
-def secrets_env(secret_emu: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    secret_emu.reset()
-    static_token = secret_emu.issue_token()
-    connections = _connections(secret_emu, static_token)
+def secrets_env(relcanary_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    relcanary_emulator.reset()
+    static_token = relcanary_emulator.issue_token()
+    connections = _connections(static_token)
     for conn_id, fields in connections.items():
-        value = {"conn_type": "huaweicloud_codecheck", "host": secret_emu.base_url, **fields}
-        value["extra"] = {**fields["extra"], "timeout": 10}
-        monkeypatch.setenv(rh.conn_env(conn_id), json.dumps(value))
-    return {"emu": secret_emu, "static_token": static_token, "connections": connections}
+        monkeypatch.setenv(
+            *testing.connection_env(conn_id, relcanary_emulator.base_url, timeout=10, **fields)
+        )
+    return {"emu": relcanary_emulator, "static_token": static_token, "connections": connections}
 
 
 def _secrets(env: dict[str, Any]) -> list[str]:
@@ -119,8 +117,8 @@ def _exception_text(error: BaseException) -> str:
 
 def test_reprs_kwargs_and_errors_hold_no_secret(secrets_env, caplog):
     caplog.set_level(logging.DEBUG)
-    emu = secrets_env["emu"]
-    emu.add_task(task_id="sec-repr", duration_s=0.3, final_status=2, running=True)
+    emulator = secrets_env["emu"]
+    emulator.add_task(task_id="sec-repr", duration_s=0.3, final_status=2, running=True)
     texts: dict[str, str] = {}
     for conn_id in secrets_env["connections"]:
         hook = CodeCheckHook(conn_id)
@@ -213,14 +211,14 @@ def _run_dag_in_child(dag_id: str) -> tuple[dict[str, Any], str]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("airflow_db")
 def test_dag_runs_leave_no_secret_anywhere(secrets_env):
-    emu = secrets_env["emu"]
+    emulator = secrets_env["emu"]
     tasks = {}
     for name, (cls, conn_id, kwargs, spec, _) in SCENARIOS.items():
-        emu.add_task(task_id=f"sec-{name}", duration_s=0.6, **spec)
+        emulator.add_task(task_id=f"sec-{name}", duration_s=0.6, **spec)
         poll = {"poll_interval": rh.POLL} if cls == "CodeCheckRunTaskOperator" else {"poke_interval": rh.POLL}
         common = {"codecheck_task_id": f"sec-{name}", "codecheck_conn_id": conn_id, **poll, **kwargs}
         tasks[name] = (cls, common)
-    rh.write_dag("rel_secret_scan", tasks)
+    airflow_support.write_dag("rel_secret_scan", tasks)
     started = time.monotonic()
     summary, output = _run_dag_in_child("rel_secret_scan")
     elapsed = time.monotonic() - started

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import airflow_support
 import pytest
 import reliability_helpers as rh
 
+from airflow_provider_codecheck import testing
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
 THREADS = 10
@@ -32,16 +34,18 @@ def _wait_all(planned: list[rh.Planned]) -> list[dict]:
         return list(pool.map(wait, planned, timeout=rh.GLOBAL_TIMEOUT_S))
 
 
-def _hook_scenario(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, waits: int) -> None:
-    use_connection(**rh.timeout_extra(kinds))
-    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, rh.plan(kinds, q))
+def _hook_scenario(
+    emulator, reliability_conn, row: str, kinds: tuple[str, ...], q: float, waits: int
+) -> None:
+    reliability_conn(**rh.timeout_extra(kinds))
+    planned = rh.add_tasks(emulator, row.replace("/", "-"), waits, rh.plan(kinds, q))
     started = time.monotonic()
-    with rh.revocations(emu, kinds) as revoker:
+    with rh.revocations(emulator, kinds) as revoker:
         events = _wait_all(planned)
     elapsed = time.monotonic() - started
 
     assert rh.check_final_events(planned, [[event] for event in events]) == []
-    stats = emu.stats()
+    stats = emulator.stats()
     requests, ideal = rh.progress_requests(stats), rh.ideal_polls(planned)
     k = max(rh.k_for(kind) for kind in kinds)
     rh.check_revocations(stats, revoker)
@@ -59,34 +63,38 @@ def _hook_scenario(emu, use_connection, row: str, kinds: tuple[str, ...], q: flo
     )
 
 
-def test_hook_waits_survive_mixed_faults(emu, use_connection):
-    _hook_scenario(emu, use_connection, "hook/mixed", MIXED_KINDS, MIXED_Q, FAST_THREADS)
+def test_hook_waits_survive_mixed_faults(emulator, reliability_conn):
+    _hook_scenario(emulator, reliability_conn, "hook/mixed", MIXED_KINDS, MIXED_Q, FAST_THREADS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", rh.TRANSIENT_KINDS)
-def test_hook_fault_matrix(emu, use_connection, kind):
-    _hook_scenario(emu, use_connection, f"hook/{kind}", (kind,), rh.FAULT_P, THREADS)
+def test_hook_fault_matrix(emulator, reliability_conn, kind):
+    _hook_scenario(emulator, reliability_conn, f"hook/{kind}", (kind,), rh.FAULT_P, THREADS)
 
 
 @pytest.mark.parametrize(("kind", "error_code"), rh.PERMANENT_KINDS.items())
-def test_hook_permanent_error_ends_the_wait_after_one_attempt(emu, use_connection, kind, error_code):
-    use_connection()
-    planned = rh.add_tasks(emu, f"hperm-{kind}", THREADS, [rh.fault_spec(kind, 1.0)])
+def test_hook_permanent_error_ends_the_wait_after_one_attempt(emulator, reliability_conn, kind, error_code):
+    reliability_conn()
+    planned = rh.add_tasks(emulator, f"hperm-{kind}", THREADS, [rh.fault_spec(kind, 1.0)])
     for event in _wait_all(planned):
         assert event["status"] == "error"
         assert event["error_code"] == error_code
         assert event["request_id"]
         assert event["request_id"] in event["message"]
-    assert rh.progress_requests(emu.stats()) == THREADS
-    rh.record(f"hook/{kind}", waits=THREADS, attempts_per_wait=rh.progress_requests(emu.stats()) / THREADS)
+    assert rh.progress_requests(emulator.stats()) == THREADS
+    rh.record(
+        f"hook/{kind}", waits=THREADS, attempts_per_wait=rh.progress_requests(emulator.stats()) / THREADS
+    )
 
 
 # --- the sensor in poke mode, in real Airflow -------------------------------------------------------------
 
 
-def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, permanent: bool) -> None:
-    use_connection(**rh.timeout_extra(kinds))
+def _sensor_dag(
+    emulator, reliability_conn, row: str, kinds: tuple[str, ...], q: float, permanent: bool
+) -> None:
+    reliability_conn(**rh.timeout_extra(kinds))
     faults = rh.plan(kinds, q)
     if faults and not permanent:
         # Three sensors poke only a handful of times: make sure each task's first poll is faulted, so the
@@ -96,7 +104,7 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
     # Each scan is started by an upstream operator that does not wait (dag.test's start-up takes seconds, so
     # scans started beforehand would be over before the first poke); a permanent error needs no scan.
     planned = rh.add_tasks(
-        emu, row.replace("/", "-"), 3, faults, min_duration=1.5, step=0.5, running=permanent
+        emulator, row.replace("/", "-"), 3, faults, min_duration=1.5, step=0.5, running=permanent
     )
     sensor_kwargs = {
         "codecheck_conn_id": rh.CONN_ID,
@@ -123,12 +131,12 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
         tasks[sensor] = ("CodeCheckTaskSensor", {"codecheck_task_id": task.task_id, **sensor_kwargs})
     dag_id = "rel_poke_" + row.split("/", 1)[1]
     started = time.monotonic()
-    with rh.revocations(emu, kinds) as revoker:
-        dag_run = rh.build_dag(dag_id, tasks, edges).test()
+    with rh.revocations(emulator, kinds) as revoker:
+        dag_run = airflow_support.build_dag(dag_id, tasks, edges).test()
     elapsed = time.monotonic() - started
 
-    states = rh.ti_states(dag_run)
-    stats = emu.stats()
+    states = airflow_support.ti_states(dag_run)
+    stats = emulator.stats()
     sensors = {name: state for name, state in states.items() if name.startswith("wait_")}
     if permanent:
         assert sensors == {"wait_1": "failed", "wait_2": "failed", "wait_3": "failed"}
@@ -144,7 +152,7 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
             "wait_3": "failed",
         }
         for task in planned:
-            assert rh.xcom(dag_run, f"wait_{task.final_status}", "status") == task.status_name
+            assert airflow_support.xcom(dag_run, f"wait_{task.final_status}", "status") == task.status_name
         assert stats["runs"] == {task.task_id: 1 for task in planned}
         if revoker is None:
             assert stats["faults_injected"]
@@ -163,16 +171,18 @@ def _sensor_dag(emu, use_connection, row: str, kinds: tuple[str, ...], q: float,
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_poke_sensors_survive_mixed_faults(emu, use_connection):
-    _sensor_dag(emu, use_connection, "poke/mixed", MIXED_KINDS, MIXED_Q, permanent=False)
+def test_poke_sensors_survive_mixed_faults(emulator, reliability_conn):
+    _sensor_dag(emulator, reliability_conn, "poke/mixed", MIXED_KINDS, MIXED_Q, permanent=False)
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_poke_sensor_fault_matrix(emu, use_connection, kind):
+def test_poke_sensor_fault_matrix(emulator, reliability_conn, kind):
     permanent = kind in rh.PERMANENT_KINDS
-    _sensor_dag(emu, use_connection, f"poke/{kind}", (kind,), 1.0 if permanent else rh.FAULT_P, permanent)
+    _sensor_dag(
+        emulator, reliability_conn, f"poke/{kind}", (kind,), 1.0 if permanent else rh.FAULT_P, permanent
+    )
 
 
 # --- the operator: a run refused as "running" attaches, and starts no scan --------------------------------
@@ -181,12 +191,12 @@ def test_poke_sensor_fault_matrix(emu, use_connection, kind):
 @pytest.mark.slow
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "worker"])
-def test_operator_attaches_to_a_running_scan_and_starts_none(emu, use_connection, deferrable):
-    use_connection()
+def test_operator_attaches_to_a_running_scan_and_starts_none(emulator, reliability_conn, deferrable):
+    reliability_conn()
     # One operator per DAG run (dag.test() runs tasks one after another), on a scan long enough to still be
     # running when dag.test() reaches it (start-up took up to ~14 s on a loaded 2-core machine).
-    (task,) = rh.add_tasks(emu, "op-run200", 1, min_duration=30.0, running=True)
-    before = emu.get_task(task.task_id)["last_exec_id"]
+    (task,) = rh.add_tasks(emulator, "op-run200", 1, min_duration=30.0, running=True)
+    before = emulator.get_task(task.task_id)["last_exec_id"]
     kwargs = {
         "codecheck_task_id": task.task_id,
         "codecheck_conn_id": rh.CONN_ID,
@@ -194,11 +204,13 @@ def test_operator_attaches_to_a_running_scan_and_starts_none(emu, use_connection
         "poll_interval": rh.POLL,
         "fail_on_failure": False,
     }
-    dag_run = rh.build_dag("rel_operator_run200", {"scan": ("CodeCheckRunTaskOperator", kwargs)}).test()
-    assert rh.ti_states(dag_run) == {"scan": "success"}
-    stats = emu.stats()
+    dag_run = airflow_support.build_dag(
+        "rel_operator_run200", {"scan": ("CodeCheckRunTaskOperator", kwargs)}
+    ).test()
+    assert airflow_support.ti_states(dag_run) == {"scan": "success"}
+    stats = emulator.stats()
     assert stats["runs"] == {task.task_id: 1}  # the refused call, once
-    assert rh.route_requests(stats, "run") == 1
-    assert emu.get_task(task.task_id)["last_exec_id"] == before  # attached: no scan of ours
-    assert rh.xcom(dag_run, "scan", "status") == task.status_name
+    assert testing.route_requests(stats, "run") == 1
+    assert emulator.get_task(task.task_id)["last_exec_id"] == before  # attached: no scan of ours
+    assert airflow_support.xcom(dag_run, "scan", "status") == task.status_name
     rh.record(f"operator/run refused as running ({'deferred' if deferrable else 'worker'})", run_requests=1)

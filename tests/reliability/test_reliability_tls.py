@@ -10,6 +10,7 @@ import time
 import pytest
 import reliability_helpers as rh
 
+from airflow_provider_codecheck import testing
 from airflow_provider_codecheck.core.settings import settings_from_connection
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
@@ -27,20 +28,20 @@ def tls_emu(codecheck_emulator_tls):
 @pytest.fixture
 def tls_connection(tls_emu, monkeypatch):
     def configure(auth_type: str, **extra) -> str:
-        value = rh.connection_json(tls_emu.base_url, auth_type, timeout=10, **extra)
-        monkeypatch.setenv(rh.conn_env(TLS_CONN_ID), value)
+        value = testing.connection_json(tls_emu.base_url, auth_type, timeout=10, **extra)
+        monkeypatch.setenv(testing.conn_env_var(TLS_CONN_ID), value)
         return TLS_CONN_ID
 
     return configure
 
 
-def _assert_tls_error(event: dict, emu) -> None:
+def _assert_tls_error(event: dict, emulator) -> None:
     assert event["status"] == "error", event
     message = event["message"]
     assert "TLS verification" in message, message
     assert "failed" in message, message
     assert "ca_bundle" in message, message
-    stats = emu.stats()
+    stats = emulator.stats()
     assert stats["requests_total"] == 0  # no handshake completed, so nothing was sent, and nothing retried
     assert stats["tls_handshakes"] == 0
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import reliability_helpers as rh
 
+from airflow_provider_codecheck import testing
 from airflow_provider_codecheck.core.errors import TaskRunningError
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 
@@ -25,17 +26,19 @@ MIXED_KINDS = ("http_503", "reset", "token_expired", "malformed_json", "throttle
 MIXED_Q = 1 - (1 - rh.FAULT_P) ** (1 / len(MIXED_KINDS))
 
 
-async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, ...], q: float, waits: int):
-    use_connection(**rh.timeout_extra(kinds))
-    planned = rh.add_tasks(emu, row.replace("/", "-"), waits, rh.plan(kinds, q))
+async def _transient_scenario(
+    emulator, reliability_conn, row: str, kinds: tuple[str, ...], q: float, waits: int
+):
+    reliability_conn(**rh.timeout_extra(kinds))
+    planned = rh.add_tasks(emulator, row.replace("/", "-"), waits, rh.plan(kinds, q))
     triggers = [rh.make_trigger(task.task_id) for task in planned]
     started = time.monotonic()
-    with rh.revocations(emu, kinds) as revoker:
+    with rh.revocations(emulator, kinds) as revoker:
         events = await rh.run_triggers(triggers)
     elapsed = time.monotonic() - started
 
     assert rh.check_final_events(planned, events) == []
-    stats = emu.stats()
+    stats = emulator.stats()
     requests = rh.progress_requests(stats)
     ideal = rh.ideal_polls(planned)
     k = max(rh.k_for(kind) for kind in kinds)
@@ -62,20 +65,22 @@ async def _transient_scenario(emu, use_connection, row: str, kinds: tuple[str, .
     )
 
 
-async def test_trigger_waits_survive_mixed_faults(emu, use_connection):
-    await _transient_scenario(emu, use_connection, "trigger/mixed", MIXED_KINDS, MIXED_Q, FAST_WAITS)
+async def test_trigger_waits_survive_mixed_faults(emulator, reliability_conn):
+    await _transient_scenario(emulator, reliability_conn, "trigger/mixed", MIXED_KINDS, MIXED_Q, FAST_WAITS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", rh.TRANSIENT_KINDS)
-async def test_trigger_fault_matrix(emu, use_connection, kind):
-    await _transient_scenario(emu, use_connection, f"trigger/{kind}", (kind,), rh.FAULT_P, WAITS)
+async def test_trigger_fault_matrix(emulator, reliability_conn, kind):
+    await _transient_scenario(emulator, reliability_conn, f"trigger/{kind}", (kind,), rh.FAULT_P, WAITS)
 
 
 @pytest.mark.parametrize(("kind", "error_code"), rh.PERMANENT_KINDS.items())
-async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(emu, use_connection, kind, error_code):
-    use_connection()
-    planned = rh.add_tasks(emu, f"perm-{kind}", WAITS, [rh.fault_spec(kind, 1.0)])
+async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(
+    emulator, reliability_conn, kind, error_code
+):
+    reliability_conn()
+    planned = rh.add_tasks(emulator, f"perm-{kind}", WAITS, [rh.fault_spec(kind, 1.0)])
     events = await rh.run_triggers([rh.make_trigger(task.task_id) for task in planned])
 
     for task, got in zip(planned, events, strict=True):
@@ -87,22 +92,22 @@ async def test_trigger_permanent_error_ends_the_wait_after_one_attempt(emu, use_
         assert error_code in event["message"]
         assert event["request_id"] in event["message"]
         assert "after" not in event["message"]  # "after N attempts" appears only when retried
-    stats = emu.stats()
+    stats = emulator.stats()
     # One progress request per wait (each needs at least one to learn its error): no retry, no second poll.
     assert rh.progress_requests(stats) == WAITS
     assert stats["faults_injected"] == {kind: WAITS}
     rh.record(f"trigger/{kind}", waits=WAITS, attempts_per_wait=rh.progress_requests(stats) / WAITS)
 
 
-def test_run_refused_as_running_is_never_resent(emu, use_connection):
+def test_run_refused_as_running_is_never_resent(emulator, reliability_conn):
     """A run answered CC.00050015 (HTTP 200 "task is running") is not retried (issue 11 B3/B5).
 
     Retrying would only start a second scan once the running one ends; the caller attaches instead. One POST
     per task, and the running scans are left alone.
     """
-    use_connection()
-    planned = rh.add_tasks(emu, "run200", WAITS, min_duration=60.0, running=True)
-    before = {task.task_id: emu.get_task(task.task_id)["last_exec_id"] for task in planned}
+    reliability_conn()
+    planned = rh.add_tasks(emulator, "run200", WAITS, min_duration=60.0, running=True)
+    before = {task.task_id: emulator.get_task(task.task_id)["last_exec_id"] for task in planned}
 
     def run(task_id: str) -> BaseException | None:
         try:
@@ -116,9 +121,9 @@ def test_run_refused_as_running_is_never_resent(emu, use_connection):
 
     assert all(isinstance(error, TaskRunningError) for error in errors), errors
     assert all(error.error_code == "CC.00050015" and error.attempts == 1 for error in errors)  # type: ignore[union-attr]
-    stats = emu.stats()
+    stats = emulator.stats()
     assert stats["runs"] == {task.task_id: 1 for task in planned}  # the refused call, once
-    assert rh.route_requests(stats, "run") == WAITS
+    assert testing.route_requests(stats, "run") == WAITS
     for task in planned:
-        assert emu.get_task(task.task_id)["last_exec_id"] == before[task.task_id]
-    rh.record("hook/run refused as running", runs=WAITS, run_requests=rh.route_requests(stats, "run"))
+        assert emulator.get_task(task.task_id)["last_exec_id"] == before[task.task_id]
+    rh.record("hook/run refused as running", runs=WAITS, run_requests=testing.route_requests(stats, "run"))
