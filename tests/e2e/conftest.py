@@ -154,7 +154,7 @@ def airflow_api(airflow_stack: RunningStack) -> AirflowApi:
 
 
 @pytest.fixture(scope="session")
-def emulator(airflow_stack: RunningStack) -> Emulator:
+def e2e_emulator(airflow_stack: RunningStack) -> Emulator:
     return airflow_stack.emulator
 
 
@@ -171,12 +171,12 @@ def example_dags_parsed(airflow_api: AirflowApi) -> None:
 
 
 @pytest.fixture(scope="session")
-def codecheck_connection(airflow_api: AirflowApi, emulator: Emulator) -> str:
+def e2e_connection(airflow_api: AirflowApi, e2e_emulator: Emulator) -> str:
     """The connection the example DAGs use: the one the connection-form test saved through the UI when it ran
     first, else created through the REST API. Its id."""
     if airflow_api.http.get(f"/api/v2/connections/{CONN_ID}").status_code == 404:
         log(f"no {CONN_ID} connection (the UI test did not run or did not save it): creating it through REST")
-        airflow_api.request("POST", "/connections", expect=(201,), json=connection_body(emulator))
+        airflow_api.request("POST", "/connections", expect=(201,), json=connection_body(e2e_emulator))
     return CONN_ID
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_codecheck.emulator.defaults import IAM_DOMAIN, IAM_PASSWORD, IAM_USER
+from airflow_provider_codecheck import testing
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "example_dags"
@@ -280,7 +280,8 @@ def start_postgres(tmp: Path, stack: Stack, max_connections: int = 200) -> Postg
 
 
 class Emulator:
-    """The CodeArts Check emulator as a process of its own, and its admin API (``/_emulator/...``)."""
+    """The CodeArts Check emulator as a process of the stack (its log beside the others, stopped with them),
+    and its admin API through ``airflow_provider_codecheck.testing.EmulatorAdmin`` (``admin``)."""
 
     def __init__(self, stack: Stack, env: dict[str, str], args: Sequence[str] = ()) -> None:
         self.service = stack.start(
@@ -290,7 +291,7 @@ class Emulator:
         )
         # The first stdout line is the base URL (stdout and stderr share the log file).
         self.base_url: str = wait_until("the emulator's base URL", self._first_line, 30, 0.1)
-        self.http = httpx.Client(base_url=self.base_url, timeout=10)
+        self.admin = testing.EmulatorAdmin(self.base_url, timeout=10)
         log(f"emulator at {self.base_url}")
 
     def _first_line(self) -> str | None:
@@ -302,36 +303,30 @@ class Emulator:
         return None
 
     def put_task(self, **spec: Any) -> dict[str, Any]:
-        response = self.http.post("/_emulator/tasks", json=spec)
-        response.raise_for_status()
-        return response.json()
+        return self.admin.add_task(**spec)
 
     def task(self, task_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/_emulator/tasks/{task_id}")
-        response.raise_for_status()
-        return response.json()
+        task = self.admin.get_task(task_id)
+        if task is None:
+            raise AssertionError(f"the emulator has no task {task_id!r}")
+        return task
 
     def has_task(self, task_id: str) -> bool:
-        return self.http.get(f"/_emulator/tasks/{task_id}").status_code == 200
+        return self.admin.get_task(task_id) is not None
 
-    def commit(self, task_id: str, **spec: Any) -> dict[str, Any]:
-        """A scan of ``task_id`` started "from outside" (as a commit would), not by Airflow."""
-        response = self.http.post(f"/_emulator/tasks/{task_id}/commit", json=spec)
-        response.raise_for_status()
-        return response.json()
+    def commit(self, task_id: str, **spec: Any) -> str:
+        """A scan of ``task_id`` started "from outside" (as a commit would), not by Airflow; its exec id."""
+        return self.admin.commit(task_id, **spec)
 
     def stats(self) -> dict[str, Any]:
-        response = self.http.get("/_emulator/stats")
-        response.raise_for_status()
-        return response.json()
+        return self.admin.stats()
 
-    def requests_starting(self, prefix: str) -> int:
-        """How many requests of one kind (``"progress "``, ``"checkrecord "``) the emulator has answered."""
-        requests = self.stats()["requests"]
-        return sum(count for key, count in requests.items() if key.startswith(prefix))
+    def route_requests(self, route: str) -> int:
+        """How many requests of one route (``progress``, ``checkrecord``, ...) the emulator has answered."""
+        return testing.route_requests(self.stats(), route)
 
     def progress_requests(self) -> int:
-        return self.requests_starting("progress ")
+        return self.route_requests("progress")
 
 
 # --- Airflow ----------------------------------------------------------------------------------------------
@@ -654,15 +649,7 @@ def trigger_log_events(airflow_home: Path, watch: RunWatch, task_id: str) -> lis
     return event_texts(lines)
 
 
-def connection_body(emulator: Emulator, **fields: Any) -> dict[str, Any]:
+def connection_body(emulator: Emulator) -> dict[str, Any]:
     """The REST body of the ``codecheck_default`` connection to the emulator (IAM password auth)."""
-    extra = {"auth_type": "password", "domain_name": IAM_DOMAIN, "iam_endpoint": emulator.base_url}
-    return {
-        "connection_id": CONN_ID,
-        "conn_type": CONN_TYPE,
-        "host": emulator.base_url,
-        "login": IAM_USER,
-        "password": IAM_PASSWORD,
-        "extra": json.dumps(extra),
-        **fields,
-    }
+    conn = testing.connection(emulator.base_url, "password")
+    return {"connection_id": CONN_ID, **conn, "extra": json.dumps(conn["extra"])}

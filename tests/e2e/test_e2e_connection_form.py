@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from stack import CONN_ID, CONN_TYPE, AirflowApi, Emulator, log
 
-from airflow_provider_codecheck.emulator.defaults import IAM_DOMAIN, IAM_PASSWORD, IAM_USER
+from airflow_provider_codecheck.testing import IAM_DOMAIN, IAM_PASSWORD, IAM_USER
 
 CONN_TYPE_NAME = "Huawei Cloud CodeArts Check"
 PASSWORD_LABEL = "IAM password, Secret Key (SK) or X-Auth-Token"
@@ -200,14 +200,16 @@ def run_form(page: Any, api: AirflowApi, endpoint: str, shots: Path) -> FormReco
 
 
 @pytest.fixture(scope="module")
-def form(browser: Any, airflow_api: AirflowApi, emulator: Emulator, e2e_tmp: Path) -> Iterator[FormRecord]:
+def form(
+    browser: Any, airflow_api: AirflowApi, e2e_emulator: Emulator, e2e_tmp: Path
+) -> Iterator[FormRecord]:
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     context.set_default_timeout(20_000)
     # The UI reads the JWT from this cookie, as after a login through the UI.
     context.add_cookies([{"name": "_token", "value": airflow_api.token, "url": airflow_api.base_url}])
     page = context.new_page()
     try:
-        yield run_form(page, airflow_api, emulator.base_url, e2e_tmp)
+        yield run_form(page, airflow_api, e2e_emulator.base_url, e2e_tmp)
     except Exception:
         screenshot(page, e2e_tmp / "connection-form-error.png")
         raise
@@ -289,43 +291,43 @@ def test_saved_conn_type(saved: dict[str, Any]) -> None:
     assert saved["conn_type"] == CONN_TYPE
 
 
-def test_saved_host(saved: dict[str, Any], emulator: Emulator) -> None:
-    assert saved["host"] == emulator.base_url
+def test_saved_host(saved: dict[str, Any], e2e_emulator: Emulator) -> None:
+    assert saved["host"] == e2e_emulator.base_url
 
 
 def test_saved_login(saved: dict[str, Any]) -> None:
     assert saved["login"] == IAM_USER
 
 
-def test_saved_extra_fields(saved: dict[str, Any], emulator: Emulator) -> None:
+def test_saved_extra_fields(saved: dict[str, Any], e2e_emulator: Emulator) -> None:
     extra = json.loads(saved.get("extra") or "{}")
     assert {key: extra.get(key) for key in ("auth_type", "domain_name", "iam_endpoint")} == {
         "auth_type": "password",
         "domain_name": IAM_DOMAIN,
-        "iam_endpoint": emulator.base_url,
+        "iam_endpoint": e2e_emulator.base_url,
     }
 
 
 def test_rest_test_of_the_saved_connection(
-    saved: dict[str, Any], airflow_api: AirflowApi, emulator: Emulator
+    saved: dict[str, Any], airflow_api: AirflowApi, e2e_emulator: Emulator
 ) -> None:
     result = airflow_api.request(
         "POST",
         "/connections/test",
-        json={"connection_id": CONN_ID, "conn_type": CONN_TYPE, "host": emulator.base_url},
+        json={"connection_id": CONN_ID, "conn_type": CONN_TYPE, "host": e2e_emulator.base_url},
     )
     assert result.get("status") is True, result.get("message")
 
 
-def test_rest_test_with_a_wrong_password_fails(airflow_api: AirflowApi, emulator: Emulator) -> None:
-    extra = {"auth_type": "password", "domain_name": IAM_DOMAIN, "iam_endpoint": emulator.base_url}
+def test_rest_test_with_a_wrong_password_fails(airflow_api: AirflowApi, e2e_emulator: Emulator) -> None:
+    extra = {"auth_type": "password", "domain_name": IAM_DOMAIN, "iam_endpoint": e2e_emulator.base_url}
     result = airflow_api.request(
         "POST",
         "/connections/test",
         json={
             "connection_id": "codecheck_e2e_bad",
             "conn_type": CONN_TYPE,
-            "host": emulator.base_url,
+            "host": e2e_emulator.base_url,
             "login": IAM_USER,
             "password": "wrong-password",
             "extra": json.dumps(extra),

@@ -55,7 +55,7 @@ def event_runs(api: AirflowApi) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def events(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_connection: str) -> Events:
+def events(airflow_stack: RunningStack, example_dags_parsed: None, e2e_connection: str) -> Events:
     api, emulator = airflow_stack.api, airflow_stack.emulator
     seen = Events()
     # The watcher needs the connection extra project_id (the scan history API has it in its path).
@@ -77,7 +77,7 @@ def events(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_con
 
     # The dag-processor attaches a watcher's trigger only to an asset of an unpaused DAG, at the next parse
     # of the file: unpause, then ask for that parse at once (rather than waiting min_file_process_interval).
-    records_before = emulator.requests_starting("checkrecord ")
+    records_before = emulator.route_requests("checkrecord")
     dag = api.unpause(DAG_EVENT)
     api.request("PUT", f"/parseDagFile/{dag['file_token']}", expect=(201,))
     log(
@@ -85,7 +85,7 @@ def events(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_con
     )
     wait_until(
         "the watcher's first read of the scan history (its baseline)",
-        lambda: emulator.requests_starting("checkrecord ") > records_before,
+        lambda: emulator.route_requests("checkrecord") > records_before,
         120 + EVENT_POLL_S,
         0.5,
     )
@@ -114,7 +114,7 @@ def events(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_con
 
     def commit_scan() -> str:
         """A scan of nightly-scan started "from outside" (a commit); its scan id."""
-        scan_id = f"job:{emulator.commit(EVENT_TASK, duration_s=2, defects=DEFECTS_OK)['exec_id']}"
+        scan_id = f"job:{emulator.commit(EVENT_TASK, duration_s=2, defects=DEFECTS_OK)}"
         seen.scan_ids.append(scan_id)
         log(f"committed {scan_id} of {EVENT_TASK}; waiting up to {EVENT_POLL_S + 120} s for its DAG run")
         return scan_id
@@ -137,11 +137,11 @@ def events(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_con
     old = airflow_stack.services["triggerer"]
     log(f"restarting the triggerer (SIGTERM to pid {old.proc.pid}) between the two scans")
     airflow_stack.stack.stop(old, signal.SIGTERM, grace=30)
-    records_at_stop = emulator.requests_starting("checkrecord ")
+    records_at_stop = emulator.route_requests("checkrecord")
     airflow_stack.services["triggerer"] = start_triggerer(airflow_stack.stack, airflow_stack.env)
     wait_until(
         "the new triggerer's watcher to read the scan history",
-        lambda: emulator.requests_starting("checkrecord ") > records_at_stop,
+        lambda: emulator.route_requests("checkrecord") > records_at_stop,
         120,
         0.5,
     )

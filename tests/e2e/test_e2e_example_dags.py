@@ -51,7 +51,7 @@ class ExampleRuns:
 
 
 @pytest.fixture(scope="module")
-def runs(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_connection: str) -> ExampleRuns:
+def runs(airflow_stack: RunningStack, example_dags_parsed: None, e2e_connection: str) -> ExampleRuns:
     api, emulator = airflow_stack.api, airflow_stack.emulator
     auth_failures_before = emulator.stats()["auth_failures"]
     # The sensor waits for a scan started elsewhere: nightly-scan exists but was never run.
@@ -177,9 +177,9 @@ def test_run_and_branch_xcom_status_and_defects(runs: ExampleRuns, airflow_api: 
 
 
 def test_run_and_branch_xcom_exec_id_is_the_emulators(
-    runs: ExampleRuns, airflow_api: AirflowApi, emulator: Emulator
+    runs: ExampleRuns, airflow_api: AirflowApi, e2e_emulator: Emulator
 ) -> None:
-    expected = emulator.task("demo-scan").get("last_exec_id")
+    expected = e2e_emulator.task("demo-scan").get("last_exec_id")
     assert xcom(airflow_api, runs.watches["branch"], "run_scan", "exec_id") == expected
 
 

@@ -48,7 +48,7 @@ class Restart:
 
 
 @pytest.fixture(scope="module")
-def restart(airflow_stack: RunningStack, example_dags_parsed: None, codecheck_connection: str) -> Restart:
+def restart(airflow_stack: RunningStack, example_dags_parsed: None, e2e_connection: str) -> Restart:
     api, emulator, stack = airflow_stack.api, airflow_stack.emulator, airflow_stack.stack
     auth_failures_before = emulator.stats()["auth_failures"]
     # Long enough for a new triggerer to start, take the trigger over and still see the scan running.
@@ -141,8 +141,8 @@ def test_run_scan_not_retried(restart: Restart) -> None:
     assert restart.watch.tis["run_scan"]["try_number"] == 1
 
 
-def test_no_duplicate_scan(restart: Restart, emulator: Emulator) -> None:
-    assert emulator.task(SCAN).get("runs") == 1
+def test_no_duplicate_scan(restart: Restart, e2e_emulator: Emulator) -> None:
+    assert e2e_emulator.task(SCAN).get("runs") == 1
 
 
 def test_run_scan_xcom_status(restart: Restart, airflow_api: AirflowApi) -> None:
