@@ -292,6 +292,7 @@ class Emulator:
         # The first stdout line is the base URL (stdout and stderr share the log file).
         self.base_url: str = wait_until("the emulator's base URL", self._first_line, 30, 0.1)
         self.admin = testing.EmulatorAdmin(self.base_url, timeout=10)
+        self.http = httpx.Client(base_url=self.base_url, timeout=10)  # any other request, as an HTTP client
         log(f"emulator at {self.base_url}")
 
     def _first_line(self) -> str | None:
@@ -484,7 +485,11 @@ def start_airflow(
     }
     for number in range(1, triggerers + 1):
         name = "triggerer" if triggerers == 1 else f"triggerer-{number}"
-        services[name] = start_triggerer(stack, env, name)
+        # Each triggerer serves its trigger logs on a port of its own: a second one on the same port has none.
+        own_env = (
+            env if number == 1 else {**env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        )
+        services[name] = start_triggerer(stack, own_env, name)
     return services
 
 
@@ -540,7 +545,10 @@ class RunningStack:
     ) -> Service:
         """Stop the triggerer ``name`` with ``sig`` (SIGKILL: a crash) and start a new one in its place."""
         self.stack.stop(self.services[name], sig, grace)
-        self.services[name] = start_triggerer(self.stack, self.env, name)
+        env = self.env
+        if name not in ("triggerer", "triggerer-1"):  # as start_airflow: its own trigger log server port
+            env = {**env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        self.services[name] = start_triggerer(self.stack, env, name)
         return self.services[name]
 
 
