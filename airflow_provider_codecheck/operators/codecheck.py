@@ -272,18 +272,9 @@ class CodeCheckRunTaskOperator(BaseOperator):
         return self._finish(context, checked_event(event))
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        from airflow.providers.common.compat.sdk import AirflowFailException
-
         from airflow_provider_codecheck.core.errors import CodeCheckError
-        from airflow_provider_codecheck.results import (
-            check_quality_gate,
-            push_result,
-            raise_for_scan,
-            raise_unless_finished,
-            result_of,
-        )
+        from airflow_provider_codecheck.results import operator_verdict, push_result
 
-        raise_unless_finished(event)
         defects = None
         defects_error: CodeCheckError | None = None
         summary: DefectSummary | None = None
@@ -292,7 +283,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             try:
                 defects = self.hook.get_defects_statistic(self.codecheck_task_id).severity
             except CodeCheckError as error:
-                # The verdict is known: keep it. Only a quality gate needs the counts (checked below).
+                # The verdict is known: keep it. Only a quality gate needs the counts (operator_verdict).
                 defects_error = error
                 self.log.warning(
                     "CodeArts task %s succeeded but its defect counts could not be read: %s",
@@ -302,7 +293,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             try:
                 summary = self._read_summary(event.get("exec_id"))
             except CodeCheckError as error:
-                # Likewise: only fail_on_service_gate needs the summary (checked below).
+                # Likewise: only fail_on_service_gate needs the summary.
                 summary_error = error
                 self.log.warning(
                     "CodeArts task %s succeeded but its defects summary (the service's gate verdict) could not "
@@ -310,25 +301,28 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     self.codecheck_task_id,
                     error,
                 )
-        result = result_of(event, defects, summary)
-        push_result(context, result)
-        self.log.info(
-            "%s; defects %s; service gate is_access %s", event["message"], defects, result["is_access"]
+        verdict = operator_verdict(
+            event,
+            defects=defects,
+            defects_error=defects_error,
+            summary=summary,
+            summary_error=summary_error,
+            fail_on_failure=self.fail_on_failure,
+            gate=self._gate(),
+            fail_on_service_gate=self.fail_on_service_gate,
         )
-        if self.fail_on_failure:
-            raise_for_scan(event)
-        gate = self._gate()
-        if defects is not None:
-            check_quality_gate(self.codecheck_task_id, gate, defects)
-        elif defects_error is not None and gate:
-            # No Airflow retry: a retry would start a second full scan just to read counts.
-            raise AirflowFailException(
-                f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the quality "
-                f"gate cannot be checked: reading its defect statistic failed: {defects_error}"
-            )
-        if self.fail_on_service_gate and event["status"] == "success":
-            self._check_service_gate(result["is_access"], summary, summary_error)
-        return result
+        if verdict.result is None:  # timeout or permanent error: no verdict to push
+            assert verdict.error is not None
+            raise verdict.error
+        push_result(context, verdict.result)
+        self.log.info(
+            "%s; defects %s; service gate is_access %s", event["message"], defects, verdict.result["is_access"]
+        )
+        for line in verdict.warnings:
+            self.log.warning("%s", line)
+        if verdict.error is not None:
+            raise verdict.error
+        return verdict.result
 
     def _read_summary(self, exec_id: str | None) -> DefectSummary:
         """The defects summary of this execution (``job_id`` given, else our ``exec_id``); the task's latest
@@ -350,34 +344,6 @@ class CodeCheckRunTaskOperator(BaseOperator):
                 error,
             )
             return self.hook.get_scan_summary(self.codecheck_task_id, None)
-
-    def _check_service_gate(
-        self, is_access: bool | None, summary: DefectSummary | None, error: Exception | None
-    ) -> None:
-        """``fail_on_service_gate``: fail on a known failed verdict or an unreadable summary; warn if unknown."""
-        from airflow.providers.common.compat.sdk import AirflowFailException
-
-        from airflow_provider_codecheck.exceptions import CodeCheckServiceGateFailed
-
-        if error is not None:
-            # No Airflow retry: a retry would start a second full scan just to read the summary.
-            raise AirflowFailException(
-                f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the service's "
-                f"quality gate cannot be checked: reading its defects summary failed: {error}"
-            )
-        raw = summary.raw.get("is_access") if summary is not None else None
-        if is_access is False:
-            raise CodeCheckServiceGateFailed(
-                f"CodeArts task {self.codecheck_task_id} failed the quality gate configured on the task in "
-                f"CodeArts Check (is_access {raw!r})"
-            )
-        if is_access is None:
-            self.log.warning(
-                "CodeArts task %s: the service gave no quality-gate verdict (is_access %r); "
-                "fail_on_service_gate does not fail the task on an unknown verdict",
-                self.codecheck_task_id,
-                raw,
-            )
 
     def _validate(self) -> None:
         """Reject bad rendered input (task id, quality gate) before any request: no retry can fix it."""

@@ -170,28 +170,18 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
-        from airflow.providers.common.compat.sdk import AirflowSensorTimeout
-
-        from airflow_provider_codecheck.exceptions import CodeCheckWaitAborted
         from airflow_provider_codecheck.results import checked_event
 
-        checked = checked_event(event)
-        if checked["status"] == "timeout":
-            raise AirflowSensorTimeout(checked["message"])
-        if checked["status"] == "error":  # a permanent error: not soft-failed (see the class docstring)
-            raise CodeCheckWaitAborted(checked["message"])
-        return self._finish(context, checked)
+        if isinstance(event, dict) and event.get("started_from_trigger"):
+            # start_from_trigger handed the end back (see docs/start-from-trigger.md): execute() never ran, so
+            # the rendered input is checked here, as execute() would have, before anything is pushed.
+            self._validate()
+        return self._finish(context, checked_event(event))
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_codecheck.core.errors import CodeCheckError
-        from airflow_provider_codecheck.results import (
-            push_result,
-            raise_for_scan,
-            raise_unless_finished,
-            result_of,
-        )
+        from airflow_provider_codecheck.results import push_result, sensor_verdict
 
-        raise_unless_finished(event)
         summary = None
         if event["status"] == "success":
             try:
@@ -203,8 +193,11 @@ class CodeCheckTaskSensor(BaseSensorOperator):
                     self.codecheck_task_id,
                     error,
                 )
-        result = result_of(event, None, summary)
-        push_result(context, result)
-        raise_for_scan(event)
-        self.log.info("%s; service gate is_access %s", event["message"], result["is_access"])
-        return result
+        verdict = sensor_verdict(event, summary)
+        if verdict.result is not None:
+            push_result(context, verdict.result)
+        if verdict.error is not None:
+            raise verdict.error
+        assert verdict.result is not None
+        self.log.info("%s; service gate is_access %s", event["message"], verdict.result["is_access"])
+        return verdict.result
