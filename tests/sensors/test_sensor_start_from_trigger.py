@@ -137,3 +137,18 @@ def test_timeout_in_the_fallback_is_the_sensors(emulator):
     dag_run = dag.test()
     assert ti_states(dag_run) == {"wait": "failed", "wait_soft": "skipped"}
     assert (datetime.datetime.now() - began).total_seconds() < 60
+
+
+def test_the_start_from_trigger_example_dag_runs(emulator):
+    emulator.add_task(
+        task_id="nightly-scan", duration_s=0.8, final_status=2, running=True, defects={"major": 1}
+    )
+    dag_run = load_example("example_codecheck_start_from_trigger").test()
+    assert ti_states(dag_run) == {
+        "wait_for_scan": "success",
+        "gate_latest_scan": "success",
+        "summarize": "success",
+    }
+    assert xcom(dag_run, "summarize", "return_value") == (
+        "scan success; defects {'critical': 0, 'major': 1, 'minor': 0, 'suggestion': 0}"
+    )
