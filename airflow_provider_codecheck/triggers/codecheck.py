@@ -251,6 +251,11 @@ class CodeCheckTaskTrigger(BaseTrigger):
     def _ending(
         self, end: dict[str, Any], verdict: Verdict, event: dict[str, Any], extra: dict[str, Any]
     ) -> TriggerEvent:
+        # The retries Airflow will apply are those of the task in the run's serialized DAG (after cluster
+        # policies): the triggerer gave us that task; the kwarg (parse time) is the fallback.
+        retries = getattr(getattr(getattr(self, "task_instance", None), "task", None), "retries", None)
+        if isinstance(retries, int):
+            end = {**end, "retries": retries}
         ending = task_end_event(verdict, end, extra)
         if ending is None:
             # A failure Airflow must not retry, on a task with retries: only a worker can raise it so. The
