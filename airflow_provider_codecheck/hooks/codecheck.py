@@ -347,8 +347,9 @@ class CodeCheckHook(BaseHook, ops.NamedOperations):
                 answer = self.poll_task_progress(task_id, None)
             event = wait.observe(answer, time.time())
             wait.flush(self.log)
-            if event is None:
-                time.sleep(wait.next_pause(time.time()))
+            if event is not None:
+                break
+            time.sleep(wait.next_pause(time.time()))
         return event
 
     def poll_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress | CodeCheckError:

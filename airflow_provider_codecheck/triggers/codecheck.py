@@ -132,8 +132,9 @@ class CodeCheckTaskTrigger(BaseTrigger):
             answer = await self._poll(client, wait.time_left(time.time()))
             event = wait.observe(answer, time.time())
             wait.flush(self.log)
-            if event is None:
-                await asyncio.sleep(wait.next_pause(time.time()))
+            if event is not None:
+                break
+            await asyncio.sleep(wait.next_pause(time.time()))
         return event
 
     async def _poll(self, client: AsyncClient, timeout: float | None) -> TaskProgress | CodeCheckError:
