@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_codecheck.core.driving import run_flow
 from airflow_provider_codecheck.core.errors import (
     PermissionDeniedError,
     ThrottledError,
@@ -70,20 +71,18 @@ def run_effects(answers: list[Any], **kwargs: Any) -> tuple[dict[str, Any], list
     answers = list(answers)
     reports: list[Report] = []
     pauses: list[float] = []
-    reply: Any = None
-    while True:
-        try:
-            effect = flow.send(reply)
-        except StopIteration as done:
-            return done.value, reports, pauses
-        reply = None
+
+    def answer(effect: Any) -> Any:
         if isinstance(effect, Poll):
-            reply = answers.pop(0)
-        elif isinstance(effect, Pause):
+            return answers.pop(0)
+        if isinstance(effect, Pause):
             pauses.append(effect.seconds)
             clock[0] += effect.seconds
         else:
             reports.append(effect)
+        return None
+
+    return run_flow(flow, answer), reports, pauses
 
 
 def run_pokes(answers: list[Any], **kwargs: Any) -> tuple[dict[str, Any] | None, list[Report]]:
