@@ -115,6 +115,11 @@ class ScanWait:
     def __repr__(self) -> str:
         return f"ScanWait(task={self.codecheck_task_id!r}, exec_id={self.exec_id!r})"
 
+    @property
+    def seen_checking(self) -> bool:
+        """Whether a poll has shown this scan checking (task_status 0): a scan of ours is running or ran."""
+        return self._seen_checking
+
     def time_left(self, now: float) -> float | None:
         """Seconds before the deadline (None: no deadline): the bound of the next poll."""
         return None if self.deadline is None else self.deadline - now
