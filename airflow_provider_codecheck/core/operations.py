@@ -162,6 +162,8 @@ def _ignore(body: Any) -> None:
 
 
 def get_task_progress(task_id: str, job_id: str | None = None) -> Operation[TaskProgress]:
+    """``GET /v2/tasks/{task_id}/progress``: the latest scan's status, ratio and info (of execution ``job_id``
+    when given)."""
     query = (("job_id", job_id),) if job_id else ()
     return Operation(
         "get_task_progress", ApiCall("GET", _task_path(task_id, "progress"), query), parse_progress
@@ -169,22 +171,26 @@ def get_task_progress(task_id: str, job_id: str | None = None) -> Operation[Task
 
 
 def run_task(task_id: str, body: dict[str, Any] | None = None) -> Operation[RunResult]:
+    """``POST /v2/tasks/{task_id}/run``: start a scan; its ``exec_id``. Never retried once it may have run."""
     # Not idempotent: a retry after an ambiguous failure could start a second scan.
     call = ApiCall("POST", _task_path(task_id, "run"), body=body, idempotent=False)
     return Operation("run_task", call, parse_run)
 
 
 def stop_task(task_id: str) -> Operation[None]:
+    """``POST /v2/tasks/{task_id}/stop``: stop the running scan."""
     # Stopping twice is harmless, so it may be retried.
     return Operation("stop_task", ApiCall("POST", _task_path(task_id, "stop")), _ignore)
 
 
 def get_defects_summary(task_id: str) -> Operation[DefectSummary]:
+    """``GET /v2/tasks/{task_id}/defects-summary``: the latest scan's defect counts and code quality."""
     call = ApiCall("GET", _task_path(task_id, "defects-summary"))
     return Operation("get_defects_summary", call, parse_defects_summary)
 
 
 def get_defects_statistic(task_id: str) -> Operation[DefectStatistic]:
+    """``GET /v2/tasks/{task_id}/defects-statistic``: defect counts by severity and by status."""
     call = ApiCall("GET", _task_path(task_id, "defects-statistic"))
     return Operation("get_defects_statistic", call, parse_defects_statistic)
 
