@@ -1,12 +1,19 @@
-"""The CodeArts Check operations this provider uses: how to ask, and how to read the answer."""
+"""The CodeArts Check operations this provider uses: how to ask, and how to read the answer.
+
+Each operation is declared once, here: a function building its ``Operation`` (the call and the parser of the
+reply), listed in ``NamedOperations``. The requests client, the aiohttp client and the hook inherit
+``NamedOperations``, so ``x.get_task_progress(task_id)`` is ``x.execute(get_task_progress(task_id))`` on each
+(awaited on the aiohttp client); none of them names an operation itself.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from airflow_provider_codecheck.core.errors import InvalidResponseError, InvalidTaskIdError
 from airflow_provider_codecheck.core.http import ApiCall, quote_path_param
@@ -23,6 +30,7 @@ from airflow_provider_codecheck.core.models import (
 from airflow_provider_codecheck.core.responses import require_dict
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MAX_TASK_ID_LENGTH = 128
 _FORBIDDEN_ID_CHARS = re.compile(r"[\s\x00-\x1f\x7f/\\]")
@@ -154,6 +162,8 @@ def _ignore(body: Any) -> None:
 
 
 def get_task_progress(task_id: str, job_id: str | None = None) -> Operation[TaskProgress]:
+    """``GET /v2/tasks/{task_id}/progress``: the latest scan's status, ratio and info (of execution ``job_id``
+    when given)."""
     query = (("job_id", job_id),) if job_id else ()
     return Operation(
         "get_task_progress", ApiCall("GET", _task_path(task_id, "progress"), query), parse_progress
@@ -161,22 +171,26 @@ def get_task_progress(task_id: str, job_id: str | None = None) -> Operation[Task
 
 
 def run_task(task_id: str, body: dict[str, Any] | None = None) -> Operation[RunResult]:
+    """``POST /v2/tasks/{task_id}/run``: start a scan; its ``exec_id``. Never retried once it may have run."""
     # Not idempotent: a retry after an ambiguous failure could start a second scan.
     call = ApiCall("POST", _task_path(task_id, "run"), body=body, idempotent=False)
     return Operation("run_task", call, parse_run)
 
 
 def stop_task(task_id: str) -> Operation[None]:
+    """``POST /v2/tasks/{task_id}/stop``: stop the running scan."""
     # Stopping twice is harmless, so it may be retried.
     return Operation("stop_task", ApiCall("POST", _task_path(task_id, "stop")), _ignore)
 
 
 def get_defects_summary(task_id: str) -> Operation[DefectSummary]:
+    """``GET /v2/tasks/{task_id}/defects-summary``: the latest scan's defect counts and code quality."""
     call = ApiCall("GET", _task_path(task_id, "defects-summary"))
     return Operation("get_defects_summary", call, parse_defects_summary)
 
 
 def get_defects_statistic(task_id: str) -> Operation[DefectStatistic]:
+    """``GET /v2/tasks/{task_id}/defects-statistic``: defect counts by severity and by status."""
     call = ApiCall("GET", _task_path(task_id, "defects-statistic"))
     return Operation("get_defects_statistic", call, parse_defects_statistic)
 
@@ -282,9 +296,12 @@ def list_check_records(
     return Operation("list_check_records", ApiCall("GET", path, tuple(query)), parse_check_records)
 
 
-def get_scan_summary(task_id: str, job_id: str) -> Operation[DefectSummary]:
+def get_scan_summary(task_id: str, job_id: str | None = None) -> Operation[DefectSummary]:
     """``GET /v2/tasks/{task_id}/defects-summary?job_id=...``: the summary of one execution (ShowTaskDetailV2
-    lists ``job_id``); its ``raw`` holds ``is_access``, ``risk_coefficient`` and the times."""
+    lists ``job_id``), or the task's latest when ``job_id`` is None; its ``raw`` holds ``is_access`` (the
+    verdict of the quality gate configured on the task in CodeArts), ``risk_coefficient`` and the times."""
+    if not job_id:
+        return get_defects_summary(task_id)
     call = ApiCall("GET", _task_path(task_id, "defects-summary"), (("job_id", job_id),))
     return Operation("get_scan_summary", call, parse_defects_summary)
 
@@ -330,3 +347,58 @@ def parse_gate_verdict(value: Any) -> bool | None:
     if text in ("0", "false", "no", "fail", "failed"):
         return False
     return None
+
+
+# --- the operations by name, on the clients and the hook -------------------------------------------------
+
+
+class SyncRunner(Protocol):
+    def execute(self, op: Operation[T]) -> T: ...
+
+
+class AsyncRunner(Protocol):
+    def execute(self, op: Operation[T]) -> Coroutine[Any, Any, T]: ...
+
+
+class NamedOperation(Generic[P, T]):
+    """A method running the operation ``build`` makes: ``x.name(*args)`` is ``x.execute(build(*args))``.
+
+    Typed as ``build`` is, returning what ``x.execute`` returns: the result, or a coroutine of it.
+    """
+
+    def __init__(self, build: Callable[P, Operation[T]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, runner: None, owner: type[Any]) -> NamedOperation[P, T]: ...
+
+    # Sync first: a class mypy cannot see (BaseHook under Airflow 2.11) matches both protocols.
+    @overload
+    def __get__(self, runner: SyncRunner, owner: type[Any]) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(self, runner: AsyncRunner, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, runner: Any, owner: type[Any]) -> Any:
+        if runner is None:
+            return self
+        build = self.build
+
+        @functools.wraps(build)
+        def run(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return runner.execute(build(*args, **kwargs))
+
+        return run
+
+
+class NamedOperations:
+    """The operations callable by name on a client or the hook; each class gives ``execute(op)``."""
+
+    get_task_progress = NamedOperation(get_task_progress)
+    run_task = NamedOperation(run_task)
+    stop_task = NamedOperation(stop_task)
+    get_defects_summary = NamedOperation(get_defects_summary)
+    get_defects_statistic = NamedOperation(get_defects_statistic)
+    get_scan_summary = NamedOperation(get_scan_summary)
+    list_check_records = NamedOperation(list_check_records)

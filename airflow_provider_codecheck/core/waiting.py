@@ -1,7 +1,12 @@
-"""Waiting for a scan to end, as a sans-I/O flow shared by the trigger (async) and the worker (sync).
+"""Waiting for a scan to end: one sans-I/O state object, ``ScanWait``, behind every way of waiting.
 
-The flow yields ``Poll`` (answer: a TaskProgress or the CodeCheckError the poll raised), ``Pause``
-(sleep that long) and ``Report`` (a line worth logging), and returns the one final event.
+The trigger (async), the hook's blocking ``wait_for_scan`` and the sensor's ``poke`` all ask the progress API
+themselves and hand each answer (a TaskProgress, or the CodeCheckError the poll raised) to ``ScanWait.observe``,
+which decides: the final event, or keep waiting; how long to pause next; what to log. So the verdict, the
+stale guard, Retry-After, the pacing and the log lines are the same whichever driver waits.
+
+``wait_for_scan`` (below) is the same object behind effects (``Poll``, ``Pause``, ``Report``), for drivers that
+prefer a generator (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -68,16 +73,12 @@ def describe(progress: TaskProgress) -> str:
     )
 
 
-def wait_for_scan(
-    codecheck_task_id: str,
-    poll_interval: float,
-    deadline: float | None,
-    stale_until: float | None = None,
-    exec_id: str | None = None,
-    clock: Callable[[], float] = time.time,
-    max_poll_interval: float | None = None,
-) -> Generator[WaitEffect, Any, dict[str, Any]]:
-    """Poll until the scan reaches a terminal status, a permanent error, or ``deadline`` (Unix time).
+class ScanWait:
+    """One wait for a scan to end (h11-style: the caller does the I/O, this object decides).
+
+    Per poll: ``expired(now)`` (the timeout event once ``deadline`` passed, else None), poll bounded by
+    ``time_left(now)``, ``observe(answer, now)`` (the final event, or None to keep waiting), ``flush(log)`` (log
+    the lines that answer is worth), then pause ``next_pause(now)``. Times are Unix seconds, passed in.
 
     ``stale_until``: after we start a run the service may keep reporting the *previous* run's terminal
     status for a while. Until that moment, a terminal status is trusted only once this run has been seen
@@ -89,54 +90,128 @@ def wait_for_scan(
     Pauses adapt to the scan's estimated end (core/pacing.py, docs/polling.md): between ``poll_interval`` near
     the end and ``max_poll_interval`` (default: ten intervals, at most 5 minutes) far from it or while stalled.
     """
-    pacer = Pacer(poll_interval, max_poll_interval or default_max_interval(poll_interval))
-    seen_checking = False
-    throttled_for = 0.0
-    last: tuple[Any, ...] | None = None
-    while True:
-        now = clock()
-        if deadline is not None and now >= deadline:
-            return make_event(
-                "timeout",
-                codecheck_task_id,
-                f"CodeArts task {codecheck_task_id} did not finish before the deadline",
-                exec_id=exec_id,
-            )
-        answer = yield Poll(None if deadline is None else deadline - now)
+
+    def __init__(
+        self,
+        codecheck_task_id: str,
+        poll_interval: float,
+        deadline: float | None = None,
+        stale_until: float | None = None,
+        exec_id: str | None = None,
+        max_poll_interval: float | None = None,
+    ) -> None:
+        self.codecheck_task_id = codecheck_task_id
+        self.deadline = deadline
+        self.stale_until = stale_until
+        self.exec_id = exec_id
+        self.pacer = Pacer(poll_interval, max_poll_interval or default_max_interval(poll_interval))
+        self.reports: list[Report] = []
+        """Lines to log, oldest first, until ``flush`` or ``take_reports``."""
+        self.retry_after = 0.0
+        """The server's Retry-After from the last throttled answer not yet paused for (0: none)."""
+        self._seen_checking = False
+        self._last: tuple[Any, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"ScanWait(task={self.codecheck_task_id!r}, exec_id={self.exec_id!r})"
+
+    @property
+    def seen_checking(self) -> bool:
+        """Whether a poll has shown this scan checking (task_status 0): a scan of ours is running or ran."""
+        return self._seen_checking
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds before the deadline (None: no deadline): the bound of the next poll."""
+        return None if self.deadline is None else self.deadline - now
+
+    def expired(self, now: float) -> dict[str, Any] | None:
+        """The timeout event once the deadline has passed (poll no more), else None."""
+        if self.deadline is None or now < self.deadline:
+            return None
+        return make_event(
+            "timeout",
+            self.codecheck_task_id,
+            f"CodeArts task {self.codecheck_task_id} did not finish before the deadline",
+            exec_id=self.exec_id,
+        )
+
+    def observe(self, answer: TaskProgress | CodeCheckError, now: float) -> dict[str, Any] | None:
+        """Take one poll's answer: the final event (terminal status, permanent error), or None to keep waiting."""
         if isinstance(answer, CodeCheckError):
             if not answer.retryable:
                 return make_event(
-                    "error", codecheck_task_id, f"Polling stopped: {answer}", exec_id=exec_id, error=answer
+                    "error",
+                    self.codecheck_task_id,
+                    f"Polling stopped: {answer}",
+                    exec_id=self.exec_id,
+                    error=answer,
                 )
-            yield Report("warning", f"Transient error, still waiting: {answer}")
+            self._report("warning", f"Transient error, still waiting: {answer}")
             if answer.retry_after:
                 # Throttled: never poll again before the server asked (bounded below by the deadline).
-                throttled_for = max(throttled_for, answer.retry_after)
-        elif isinstance(answer, TaskProgress):
-            state = (answer.status, answer.ratio, answer.info)
-            if state != last:
-                last = state
-                yield Report("info", f"CodeArts task {codecheck_task_id}: {describe(answer)}")
-            seen_checking = seen_checking or answer.status is TaskStatus.CHECKING
-            stale = not seen_checking and stale_until is not None and clock() < stale_until
-            if answer.status.is_terminal and not stale:
-                return make_event(
-                    answer.status.value,
-                    codecheck_task_id,
-                    f"CodeArts task {codecheck_task_id} ended: {describe(answer)}",
-                    progress=answer,
-                    exec_id=exec_id,
-                )
-            pacer.observe(clock(), answer.status is TaskStatus.CHECKING, answer.ratio)
-            if news := pacer.news(clock()):
-                yield Report("info", f"CodeArts task {codecheck_task_id}: {news}")
-        else:  # a driver bug, not a service condition
+                self.retry_after = max(self.retry_after, answer.retry_after)
+            return None
+        if not isinstance(answer, TaskProgress):  # a driver bug, not a service condition
             raise TypeError(f"Poll must be answered with TaskProgress or CodeCheckError, got {answer!r}")
-        pause = max(pacer.pause(clock()), throttled_for)
-        throttled_for = 0.0
-        if deadline is not None:
-            pause = max(0.0, min(pause, deadline - clock()))
-        yield Pause(pause)
+        state = (answer.status, answer.ratio, answer.info)
+        if state != self._last:
+            self._last = state
+            self._report("info", f"CodeArts task {self.codecheck_task_id}: {describe(answer)}")
+        self._seen_checking = self._seen_checking or answer.status is TaskStatus.CHECKING
+        stale = not self._seen_checking and self.stale_until is not None and now < self.stale_until
+        if answer.status.is_terminal and not stale:
+            return make_event(
+                answer.status.value,
+                self.codecheck_task_id,
+                f"CodeArts task {self.codecheck_task_id} ended: {describe(answer)}",
+                progress=answer,
+                exec_id=self.exec_id,
+            )
+        self.pacer.observe(now, answer.status is TaskStatus.CHECKING, answer.ratio)
+        if news := self.pacer.news(now):
+            self._report("info", f"CodeArts task {self.codecheck_task_id}: {news}")
+        return None
+
+    def next_pause(self, now: float) -> float:
+        """Seconds to wait before the next poll (uses up a pending Retry-After); never past the deadline."""
+        pause = max(self.pacer.pause(now), self.retry_after)
+        self.retry_after = 0.0
+        if self.deadline is not None:
+            pause = max(0.0, min(pause, self.deadline - now))
+        return pause
+
+    def take_reports(self) -> list[Report]:
+        reports, self.reports = self.reports, []
+        return reports
+
+    def flush(self, log: Any) -> None:
+        """Log the pending lines on ``log`` (a logging or structlog logger) at their levels: info, warning."""
+        for report in self.take_reports():
+            getattr(log, report.level)(report.message)
+
+    def _report(self, level: str, message: str) -> None:
+        self.reports.append(Report(level, message))
+
+
+def wait_for_scan(
+    codecheck_task_id: str,
+    poll_interval: float,
+    deadline: float | None,
+    stale_until: float | None = None,
+    exec_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+    max_poll_interval: float | None = None,
+) -> Generator[WaitEffect, Any, dict[str, Any]]:
+    """``ScanWait`` as effects: yields ``Poll`` (answer it), ``Report`` and ``Pause``; returns the final event."""
+    wait = ScanWait(codecheck_task_id, poll_interval, deadline, stale_until, exec_id, max_poll_interval)
+    while (event := wait.expired(clock())) is None:
+        answer = yield Poll(wait.time_left(clock()))
+        event = wait.observe(answer, clock())
+        yield from wait.take_reports()
+        if event is not None:
+            break
+        yield Pause(wait.next_pause(clock()))
+    return event
 
 
 def validate_event(event: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import BaseHook
@@ -22,17 +22,18 @@ except ImportError:
     get_async_extra_dejson = None  # type: ignore[assignment]
 
 from airflow_provider_codecheck.core import operations as ops
-from airflow_provider_codecheck.core.driving import run_flow
 from airflow_provider_codecheck.core.errors import AuthenticationError, CodeCheckError, NotFoundError
-from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
+from airflow_provider_codecheck.core.models import TaskProgress
 from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from airflow_provider_codecheck.core.settings import ConnectionSettings, settings_from_connection
-from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, wait_for_scan
+from airflow_provider_codecheck.core.waiting import ScanWait
 from airflow_provider_codecheck.provider_info import CONN_TYPE, DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_provider_codecheck.transport.aio import AsyncClient
     from airflow_provider_codecheck.transport.sync import SyncClient
+
+T = TypeVar("T")
 
 # A task id that cannot exist: test_connection reads it, so proving credentials changes nothing.
 _PROBE_TASK_ID = "airflow-connection-test-0000"
@@ -197,7 +198,7 @@ def _new_async_client(conn_id: str, settings: ConnectionSettings, policy: RetryP
     return client
 
 
-class CodeCheckHook(BaseHook):
+class CodeCheckHook(BaseHook, ops.NamedOperations):
     """Authenticated calls to Huawei Cloud CodeArts Check.
 
     :param codecheck_conn_id: Airflow connection of type ``huaweicloud_codecheck``. The host is the endpoint
@@ -280,29 +281,14 @@ class CodeCheckHook(BaseHook):
                 CONNECTION_CACHE.forget(self.codecheck_conn_id, settings)
                 raise
 
-    def get_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress:
-        return self.client.get_task_progress(task_id, job_id)
+    def execute(self, op: ops.Operation[T]) -> T:
+        """Run one CodeArts Check operation (``core.operations``) with this hook's client.
 
-    def run_task(self, task_id: str, body: dict[str, Any] | None = None) -> RunResult:
-        return self.client.run_task(task_id, body)
-
-    def stop_task(self, task_id: str) -> None:
-        self.client.stop_task(task_id)
-
-    def get_defects_summary(self, task_id: str) -> DefectSummary:
-        return self.client.get_defects_summary(task_id)
-
-    def get_defects_statistic(self, task_id: str) -> DefectStatistic:
-        return self.client.get_defects_statistic(task_id)
-
-    def get_scan_summary(self, task_id: str, job_id: str | None = None) -> DefectSummary:
-        """The defects summary of one execution (``?job_id=``), or the task's latest when ``job_id`` is None.
-
-        Its ``raw`` holds ``is_access``, the verdict of the quality gate configured on the task in CodeArts.
+        The operations are also methods by name (``NamedOperations``): ``get_task_progress``, ``run_task``,
+        ``stop_task``, ``get_defects_summary``, ``get_defects_statistic``, ``get_scan_summary`` (the summary of
+        one execution, or the task's latest when ``job_id`` is None) and ``list_check_records``.
         """
-        if job_id:
-            return self.client.execute(ops.get_scan_summary(task_id, job_id))
-        return self.client.get_defects_summary(task_id)
+        return self.client.execute(op)
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove the credentials with a read of a task that does not exist: no scan is started or changed.
@@ -346,34 +332,29 @@ class CodeCheckHook(BaseHook):
         ``job_id_fallback``: if progress does not know ``job_id`` (CC.00050002), follow the latest scan instead.
         """
         deadline = None if timeout is None else time.time() + timeout
-        use_job_id = [job_id]
+        wait = ScanWait(task_id, poll_interval, deadline, stale_until, exec_id, max_poll_interval)
+        use_job_id = job_id
+        while (event := wait.expired(time.time())) is None:
+            answer = self.poll_task_progress(task_id, use_job_id)
+            if isinstance(answer, NotFoundError) and use_job_id and job_id_fallback:
+                self.log.warning(
+                    "CodeArts task %s: progress does not know job_id %s (%s); following the task's latest scan",
+                    task_id,
+                    job_id,
+                    answer,
+                )
+                use_job_id = None
+                answer = self.poll_task_progress(task_id, None)
+            event = wait.observe(answer, time.time())
+            wait.flush(self.log)
+            if event is not None:
+                break
+            time.sleep(wait.next_pause(time.time()))
+        return event
 
-        def poll() -> TaskProgress | CodeCheckError:
-            try:
-                return self.get_task_progress(task_id, use_job_id[0])
-            except CodeCheckError as error:
-                return error
-
-        def answer(effect: WaitEffect) -> TaskProgress | CodeCheckError | None:
-            if isinstance(effect, Poll):
-                result = poll()
-                if isinstance(result, NotFoundError) and use_job_id[0] and job_id_fallback:
-                    self.log.warning(
-                        "CodeArts task %s: progress does not know job_id %s (%s); following the latest scan",
-                        task_id,
-                        job_id,
-                        result,
-                    )
-                    use_job_id[0] = None
-                    result = poll()
-                return result
-            if isinstance(effect, Pause):
-                time.sleep(effect.seconds)
-            else:
-                getattr(self.log, effect.level)(effect.message)
-            return None
-
-        flow = wait_for_scan(
-            task_id, poll_interval, deadline, stale_until, exec_id, max_poll_interval=max_poll_interval
-        )
-        return run_flow(flow, answer)
+    def poll_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress | CodeCheckError:
+        """One progress poll for a wait: the progress, or the error it raised (``ScanWait.observe`` takes both)."""
+        try:
+            return self.get_task_progress(task_id, job_id)
+        except CodeCheckError as error:
+            return error

@@ -191,28 +191,20 @@ class CodeCheckTaskSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool | PokeReturnValue:
         from airflow.providers.common.compat.sdk import PokeReturnValue
 
-        from airflow_provider_codecheck.core.errors import CodeCheckError
-        from airflow_provider_codecheck.core.waiting import describe, make_event
+        from airflow_provider_codecheck.core.waiting import ScanWait
         from airflow_provider_codecheck.exceptions import CodeCheckWaitAborted
 
-        try:
-            progress = self.hook.get_task_progress(self.codecheck_task_id, self._execution())
-        except CodeCheckError as error:
-            if error.retryable:
-                self.log.warning("Transient error, poking again later: %s", error)
-                self._retry_after = error.retry_after
-                return False
-            raise CodeCheckWaitAborted(f"Polling stopped: {error}") from None
-        self.log.info("CodeArts task %s: %s", self.codecheck_task_id, describe(progress))
-        if not progress.status.is_terminal:
+        # One poll per poke, judged and logged by a fresh ScanWait: the same verdicts and lines as the deferred
+        # wait. Only the Retry-After outlives the poke (for _get_next_poke_interval), as before.
+        wait = ScanWait(self.codecheck_task_id, float(self.poke_interval), exec_id=self._execution())
+        answer = self.hook.poll_task_progress(self.codecheck_task_id, self._execution())
+        event = wait.observe(answer, time.time())
+        wait.flush(self.log)
+        self._retry_after = wait.retry_after or None
+        if event is None:
             return False
-        event = make_event(
-            progress.status.value,
-            self.codecheck_task_id,
-            f"scan ended: {describe(progress)}",
-            progress,
-            exec_id=self._execution(),
-        )
+        if event["status"] == "error":  # a permanent API error: not soft-failed (see the class docstring)
+            raise CodeCheckWaitAborted(event["message"])
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from yarl import URL
 
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
-from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.driving import run_flow_async
 from airflow_provider_codecheck.core.http import (
     READ_CHUNK,
@@ -29,7 +28,6 @@ from airflow_provider_codecheck.core.http import (
     HttpResponse,
     TransportFailure,
 )
-from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.operations import Operation
 from airflow_provider_codecheck.core.settings import ConnectionSettings
 from airflow_provider_codecheck.transport.base import ClientBase
@@ -141,22 +139,6 @@ class AsyncClient(ClientBase):
 
     async def execute(self, op: Operation[T]) -> T:
         return await run_flow_async(core_flow.perform(op, self.settings, self.policy, self.ctx), self._answer)
-
-    # The operations, by name.
-    async def get_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress:
-        return await self.execute(ops.get_task_progress(task_id, job_id))
-
-    async def run_task(self, task_id: str, body: dict[str, object] | None = None) -> RunResult:
-        return await self.execute(ops.run_task(task_id, body))
-
-    async def stop_task(self, task_id: str) -> None:
-        await self.execute(ops.stop_task(task_id))
-
-    async def get_defects_summary(self, task_id: str) -> DefectSummary:
-        return await self.execute(ops.get_defects_summary(task_id))
-
-    async def get_defects_statistic(self, task_id: str) -> DefectStatistic:
-        return await self.execute(ops.get_defects_statistic(task_id))
 
     async def token(self, stale: str | None = None, fetch: bool = True) -> str | None:
         """A valid IAM token for password auth: cached, single-flight across tasks of this loop.

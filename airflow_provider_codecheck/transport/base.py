@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
+from airflow_provider_codecheck.core.operations import NamedOperations
 from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from airflow_provider_codecheck.core.settings import ConnectionSettings, PasswordAuth
 
 
-class ClientBase:
+class ClientBase(NamedOperations):
+    """The operations by name (``NamedOperations``) come with ``execute``, sync or async per client."""
+
     default_context = core_flow.DEFAULT_CONTEXT
 
     def __init__(

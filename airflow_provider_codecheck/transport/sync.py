@@ -16,7 +16,6 @@ import urllib3.connectionpool
 
 from airflow_provider_codecheck.core import flow as core_flow
 from airflow_provider_codecheck.core import iam
-from airflow_provider_codecheck.core import operations as ops
 from airflow_provider_codecheck.core.driving import run_flow
 from airflow_provider_codecheck.core.http import (
     READ_CHUNK,
@@ -26,7 +25,6 @@ from airflow_provider_codecheck.core.http import (
     HttpResponse,
     TransportFailure,
 )
-from airflow_provider_codecheck.core.models import DefectStatistic, DefectSummary, RunResult, TaskProgress
 from airflow_provider_codecheck.core.operations import Operation
 from airflow_provider_codecheck.core.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from airflow_provider_codecheck.core.settings import ConnectionSettings
@@ -96,22 +94,6 @@ class SyncClient(ClientBase):
 
     def execute(self, op: Operation[T]) -> T:
         return run_flow(core_flow.perform(op, self.settings, self.policy, self.ctx), self._answer)
-
-    # The operations, by name.
-    def get_task_progress(self, task_id: str, job_id: str | None = None) -> TaskProgress:
-        return self.execute(ops.get_task_progress(task_id, job_id))
-
-    def run_task(self, task_id: str, body: dict[str, object] | None = None) -> RunResult:
-        return self.execute(ops.run_task(task_id, body))
-
-    def stop_task(self, task_id: str) -> None:
-        self.execute(ops.stop_task(task_id))
-
-    def get_defects_summary(self, task_id: str) -> DefectSummary:
-        return self.execute(ops.get_defects_summary(task_id))
-
-    def get_defects_statistic(self, task_id: str) -> DefectStatistic:
-        return self.execute(ops.get_defects_statistic(task_id))
 
     def token(self, stale: str | None = None, fetch: bool = True) -> str | None:
         """A valid IAM token for password auth: cached, single-flight across threads.

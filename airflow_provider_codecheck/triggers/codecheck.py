@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_codecheck.core.driving import run_flow_async
 from airflow_provider_codecheck.core.errors import (
     CodeCheckError,
     InvalidTaskIdError,
@@ -22,7 +21,7 @@ from airflow_provider_codecheck.core.errors import (
 from airflow_provider_codecheck.core.models import DefectSummary, TaskProgress
 from airflow_provider_codecheck.core.operations import validate_task_id
 from airflow_provider_codecheck.core.settings import console_url
-from airflow_provider_codecheck.core.waiting import Pause, Poll, WaitEffect, make_event, wait_for_scan
+from airflow_provider_codecheck.core.waiting import ScanWait, make_event
 from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
 from airflow_provider_codecheck.hooks.codecheck import CodeCheckHook
 from airflow_provider_codecheck.links.codecheck import CONSOLE_URL_XCOM_KEY
@@ -270,24 +269,22 @@ class CodeCheckTaskTrigger(BaseTrigger):
         return ending
 
     async def _wait(self, client: AsyncClient) -> dict[str, Any]:
-        async def answer(effect: WaitEffect) -> TaskProgress | CodeCheckError | None:
-            if isinstance(effect, Poll):
-                return await self._poll(client, effect.timeout)
-            if isinstance(effect, Pause):
-                await asyncio.sleep(effect.seconds)
-            else:
-                getattr(self.log, effect.level)(effect.message)
-            return None
-
-        flow = wait_for_scan(
+        wait = ScanWait(
             self.codecheck_task_id,
             self.poll_interval,
             self.deadline,
             self.stale_until,
             self.exec_id,
-            max_poll_interval=self.max_poll_interval,
+            self.max_poll_interval,
         )
-        return await run_flow_async(flow, answer)
+        while (event := wait.expired(time.time())) is None:
+            answer = await self._poll(client, wait.time_left(time.time()))
+            event = wait.observe(answer, time.time())
+            wait.flush(self.log)
+            if event is not None:
+                break
+            await asyncio.sleep(wait.next_pause(time.time()))
+        return event
 
     async def _poll(self, client: AsyncClient, timeout: float | None) -> TaskProgress | CodeCheckError:
         result = await self._poll_once(client, timeout, self.job_id if self._use_job_id else None)
