@@ -60,6 +60,14 @@ e2e:
 	.venv/bin/uv pip install --quiet --python .venv/bin/python -r e2e/requirements.txt -c constraints/airflow-3.3.txt
 	.venv/bin/python e2e/run_e2e.py
 
+# The provider at scale on the real stack (issue 13 item 4): 1,000 sensors, two triggerers, a triggerer
+# failover, a mark-failed; about 20 minutes on 2 cores, so not part of `make e2e`. Figures: BENCHMARKS.md
+# "Real stack at scale"; `--write-benchmarks` rewrites that section, `--help` lists the sizes.
+.PHONY: e2e-scale
+e2e-scale:
+	$(MAKE) venv AIRFLOW=3.3
+	.venv/bin/python tests/e2e/scale/run_scale.py $(SCALE_ARGS)
+
 # Refresh the pins (needs network to PyPI): edit constraints/*.in or pyproject.toml, then run this and commit.
 constraints:
 	$(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)" --target .uv-tool
