@@ -75,6 +75,13 @@ class CodeCheckRunTaskOperator(BaseOperator):
     :param job_id: optional execution-record id for the progress API (templated). By default the operator asks
         about its own run (``job_id`` = its ``exec_id``), falling back to the task's latest scan if the service
         does not know that id. Empty or ``"None"`` means unset.
+    :param start_from_trigger: with ``run=False`` only (starting a scan is never done in the triggerer), on
+        Airflow >= 3.3.2: the scheduler hands the task straight to the triggerer, which renders the templated
+        fields, waits, reads the counts and the summary, pushes the same XComs (``exec_id`` None,
+        ``console_url``, the verdict) and ends the task there, without any worker run; ``deferrable`` is then
+        implied. A failure Airflow must not retry (failed scan, quality or service gate) on a task with
+        ``retries`` ends in a worker instead, which reads the counts again. On older Airflow and for mapped tasks
+        the task defers from a worker as usual (one log line says why). See docs/start-from-trigger.md.
     """
 
     template_fields: Sequence[str] = (
@@ -106,9 +113,17 @@ class CodeCheckRunTaskOperator(BaseOperator):
         cancel_on_kill: bool = True,
         new_run_grace: float = 60.0,
         job_id: str | None = None,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if start_from_trigger and (run or not wait_for_completion):
+            from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
+
+            raise CodeCheckConfigurationError(
+                "start_from_trigger needs run=False and wait_for_completion=True: a scan is started in a worker "
+                "(run is not idempotent), so a task that starts one cannot start in the triggerer"
+            )
         self.codecheck_task_id = codecheck_task_id
         self.codecheck_conn_id = codecheck_conn_id
         self.run = run
@@ -127,6 +142,38 @@ class CodeCheckRunTaskOperator(BaseOperator):
         self._started_scan = False
         self._exec_id: str | None = None
         self._stale_until: float | None = None
+        self._start_from_trigger_asked = start_from_trigger
+        if start_from_trigger:
+            self.deferrable = True
+            self._enable_start_from_trigger()
+
+    def _enable_start_from_trigger(self) -> None:
+        from airflow_provider_codecheck import triggering
+
+        margin = triggering.timeout_margin(self.poll_interval)
+        triggering.enable(
+            self,
+            {
+                # The template fields, raw: Airflow >= 3.3.2 renders them into the trigger's same-named attributes.
+                "codecheck_task_id": self.codecheck_task_id,
+                "codecheck_conn_id": self.codecheck_conn_id,
+                "job_id": self.job_id,
+                "quality_gate": self.quality_gate,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "end_from_trigger": {
+                    "kind": "operator",
+                    "wait_timeout": self.wait_timeout,
+                    "timeout_margin": margin,
+                    "fail_on_failure": bool(self.fail_on_failure),
+                    "fail_on_service_gate": bool(self.fail_on_service_gate),
+                    "retries": int(self.retries or 0),
+                    "push_return": bool(self.do_xcom_push),
+                },
+            },
+            self.wait_timeout,
+            margin,
+        )
 
     @cached_property
     def hook(self) -> CodeCheckHook:
@@ -138,6 +185,13 @@ class CodeCheckRunTaskOperator(BaseOperator):
         from airflow_provider_codecheck.core.settings import console_url
         from airflow_provider_codecheck.results import given_id, push_result
 
+        if self._start_from_trigger_asked:
+            from airflow_provider_codecheck.triggering import fallback_reason
+
+            self.log.info(
+                "start_from_trigger: this task runs in a worker because %s; it defers from here instead",
+                fallback_reason(),
+            )
         self._validate()  # fail before starting anything
         self.job_id = given_id(self.job_id)  # a rendered None XCom ("None") means: no job_id
         ti = context["ti"]
@@ -267,23 +321,26 @@ class CodeCheckRunTaskOperator(BaseOperator):
             time.sleep(min(self.poll_interval, left))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
-        from airflow_provider_codecheck.results import checked_event
+        from airflow_provider_codecheck.results import checked_event, given_id
 
+        if isinstance(event, dict) and event.get("started_from_trigger"):
+            # start_from_trigger handed the end back (see docs/start-from-trigger.md): execute() never ran, so
+            # the rendered input is checked here, and what execute() pushes before waiting is pushed now.
+            from airflow_provider_codecheck.core.settings import console_url
+
+            self._validate()
+            self.job_id = given_id(self.job_id)
+            ti = context["ti"]
+            ti.xcom_push(key="exec_id", value=None)
+            ti.xcom_push(
+                key=CONSOLE_URL_XCOM_KEY, value=console_url(self.hook.get_settings(), self.codecheck_task_id)
+            )
         return self._finish(context, checked_event(event))
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        from airflow.providers.common.compat.sdk import AirflowFailException
-
         from airflow_provider_codecheck.core.errors import CodeCheckError
-        from airflow_provider_codecheck.results import (
-            check_quality_gate,
-            push_result,
-            raise_for_scan,
-            raise_unless_finished,
-            result_of,
-        )
+        from airflow_provider_codecheck.results import operator_verdict, push_result
 
-        raise_unless_finished(event)
         defects = None
         defects_error: CodeCheckError | None = None
         summary: DefectSummary | None = None
@@ -292,7 +349,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             try:
                 defects = self.hook.get_defects_statistic(self.codecheck_task_id).severity
             except CodeCheckError as error:
-                # The verdict is known: keep it. Only a quality gate needs the counts (checked below).
+                # The verdict is known: keep it. Only a quality gate needs the counts (operator_verdict).
                 defects_error = error
                 self.log.warning(
                     "CodeArts task %s succeeded but its defect counts could not be read: %s",
@@ -302,7 +359,7 @@ class CodeCheckRunTaskOperator(BaseOperator):
             try:
                 summary = self._read_summary(event.get("exec_id"))
             except CodeCheckError as error:
-                # Likewise: only fail_on_service_gate needs the summary (checked below).
+                # Likewise: only fail_on_service_gate needs the summary.
                 summary_error = error
                 self.log.warning(
                     "CodeArts task %s succeeded but its defects summary (the service's gate verdict) could not "
@@ -310,25 +367,31 @@ class CodeCheckRunTaskOperator(BaseOperator):
                     self.codecheck_task_id,
                     error,
                 )
-        result = result_of(event, defects, summary)
-        push_result(context, result)
-        self.log.info(
-            "%s; defects %s; service gate is_access %s", event["message"], defects, result["is_access"]
+        verdict = operator_verdict(
+            event,
+            defects=defects,
+            defects_error=defects_error,
+            summary=summary,
+            summary_error=summary_error,
+            fail_on_failure=self.fail_on_failure,
+            gate=self._gate(),
+            fail_on_service_gate=self.fail_on_service_gate,
         )
-        if self.fail_on_failure:
-            raise_for_scan(event)
-        gate = self._gate()
-        if defects is not None:
-            check_quality_gate(self.codecheck_task_id, gate, defects)
-        elif defects_error is not None and gate:
-            # No Airflow retry: a retry would start a second full scan just to read counts.
-            raise AirflowFailException(
-                f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the quality "
-                f"gate cannot be checked: reading its defect statistic failed: {defects_error}"
-            )
-        if self.fail_on_service_gate and event["status"] == "success":
-            self._check_service_gate(result["is_access"], summary, summary_error)
-        return result
+        if verdict.result is None:  # timeout or permanent error: no verdict to push
+            assert verdict.error is not None
+            raise verdict.error
+        push_result(context, verdict.result)
+        self.log.info(
+            "%s; defects %s; service gate is_access %s",
+            event["message"],
+            defects,
+            verdict.result["is_access"],
+        )
+        for line in verdict.warnings:
+            self.log.warning("%s", line)
+        if verdict.error is not None:
+            raise verdict.error
+        return verdict.result
 
     def _read_summary(self, exec_id: str | None) -> DefectSummary:
         """The defects summary of this execution (``job_id`` given, else our ``exec_id``); the task's latest
@@ -350,34 +413,6 @@ class CodeCheckRunTaskOperator(BaseOperator):
                 error,
             )
             return self.hook.get_scan_summary(self.codecheck_task_id, None)
-
-    def _check_service_gate(
-        self, is_access: bool | None, summary: DefectSummary | None, error: Exception | None
-    ) -> None:
-        """``fail_on_service_gate``: fail on a known failed verdict or an unreadable summary; warn if unknown."""
-        from airflow.providers.common.compat.sdk import AirflowFailException
-
-        from airflow_provider_codecheck.exceptions import CodeCheckServiceGateFailed
-
-        if error is not None:
-            # No Airflow retry: a retry would start a second full scan just to read the summary.
-            raise AirflowFailException(
-                f"CodeArts task {self.codecheck_task_id} succeeded (verdict pushed to XCom), but the service's "
-                f"quality gate cannot be checked: reading its defects summary failed: {error}"
-            )
-        raw = summary.raw.get("is_access") if summary is not None else None
-        if is_access is False:
-            raise CodeCheckServiceGateFailed(
-                f"CodeArts task {self.codecheck_task_id} failed the quality gate configured on the task in "
-                f"CodeArts Check (is_access {raw!r})"
-            )
-        if is_access is None:
-            self.log.warning(
-                "CodeArts task %s: the service gave no quality-gate verdict (is_access %r); "
-                "fail_on_service_gate does not fail the task on an unknown verdict",
-                self.codecheck_task_id,
-                raw,
-            )
 
     def _validate(self) -> None:
         """Reject bad rendered input (task id, quality gate) before any request: no retry can fix it."""

@@ -56,6 +56,12 @@ class CodeCheckTaskSensor(BaseSensorOperator):
     :param max_poll_interval: deferred mode: the longest pause between polls while the scan is far from its
         estimated end or its ratio stalls, seconds or ``timedelta`` (default: ten ``poke_interval``, at most
         300 s; ``poke_interval`` is the shortest). See docs/polling.md.
+    :param start_from_trigger: Airflow >= 3.3.2: the scheduler hands the task straight to the triggerer, which
+        renders the templated fields, waits and ends the task there (no worker run at all) with the same XComs
+        and the same success/failure/skip/timeout rules; ``deferrable`` is then implied. A failure Airflow must
+        not retry (failed scan, timeout) on a task with ``retries`` ends in a worker instead. On older Airflow
+        and for mapped tasks the task defers from a worker as usual (one log line says why). Templates render
+        in a bare Jinja environment there (no DAG ``user_defined_macros``). See docs/start-from-trigger.md.
     """
 
     template_fields: Sequence[str] = ("codecheck_task_id", "codecheck_conn_id", "exec_id", "job_id")
@@ -70,6 +76,7 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         job_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_poll_interval: float | timedelta | None = None,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("timeout", TWELVE_HOURS)  # a check lasts at most 12 hours
@@ -79,8 +86,40 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         self.codecheck_conn_id = codecheck_conn_id
         self.exec_id = exec_id
         self.job_id = job_id
-        self.deferrable = deferrable
+        self.deferrable = deferrable or start_from_trigger
         self._retry_after: float | None = None
+        self._start_from_trigger_asked = start_from_trigger
+        if start_from_trigger:
+            self._enable_start_from_trigger()
+
+    def _enable_start_from_trigger(self) -> None:
+        from airflow_provider_codecheck import triggering
+
+        poll = float(self.poke_interval)
+        margin = triggering.timeout_margin(poll)
+        triggering.enable(
+            self,
+            {
+                # The template fields, raw: Airflow >= 3.3.2 renders them into the trigger's same-named attributes.
+                "codecheck_task_id": self.codecheck_task_id,
+                "codecheck_conn_id": self.codecheck_conn_id,
+                "exec_id": self.exec_id,
+                "job_id": self.job_id,
+                "poll_interval": poll,
+                "max_poll_interval": self.max_poll_interval,
+                "end_from_trigger": {
+                    "kind": "sensor",
+                    "wait_timeout": float(self.timeout),
+                    "timeout_margin": margin,
+                    "soft_fail": bool(self.soft_fail),
+                    "never_fail": bool(getattr(self, "never_fail", False)),
+                    "retries": int(self.retries or 0),
+                    "push_return": bool(self.do_xcom_push),
+                },
+            },
+            float(self.timeout),
+            margin,
+        )
 
     def _execution(self) -> str | None:
         """The execution record to ask progress about (rendered ``exec_id`` / ``job_id``), or None."""
@@ -123,6 +162,13 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         self._execution()
 
     def execute(self, context: Any) -> Any:
+        if self._start_from_trigger_asked:
+            from airflow_provider_codecheck.triggering import fallback_reason
+
+            self.log.info(
+                "start_from_trigger: this task runs in a worker because %s; it defers from here instead",
+                fallback_reason(),
+            )
         self._validate()
         if not self.deferrable:
             return super().execute(context)
@@ -170,28 +216,18 @@ class CodeCheckTaskSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
-        from airflow.providers.common.compat.sdk import AirflowSensorTimeout
-
-        from airflow_provider_codecheck.exceptions import CodeCheckWaitAborted
         from airflow_provider_codecheck.results import checked_event
 
-        checked = checked_event(event)
-        if checked["status"] == "timeout":
-            raise AirflowSensorTimeout(checked["message"])
-        if checked["status"] == "error":  # a permanent error: not soft-failed (see the class docstring)
-            raise CodeCheckWaitAborted(checked["message"])
-        return self._finish(context, checked)
+        if isinstance(event, dict) and event.get("started_from_trigger"):
+            # start_from_trigger handed the end back (see docs/start-from-trigger.md): execute() never ran, so
+            # the rendered input is checked here, as execute() would have, before anything is pushed.
+            self._validate()
+        return self._finish(context, checked_event(event))
 
     def _finish(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_codecheck.core.errors import CodeCheckError
-        from airflow_provider_codecheck.results import (
-            push_result,
-            raise_for_scan,
-            raise_unless_finished,
-            result_of,
-        )
+        from airflow_provider_codecheck.results import push_result, sensor_verdict
 
-        raise_unless_finished(event)
         summary = None
         if event["status"] == "success":
             try:
@@ -203,8 +239,11 @@ class CodeCheckTaskSensor(BaseSensorOperator):
                     self.codecheck_task_id,
                     error,
                 )
-        result = result_of(event, None, summary)
-        push_result(context, result)
-        raise_for_scan(event)
-        self.log.info("%s; service gate is_access %s", event["message"], result["is_access"])
-        return result
+        verdict = sensor_verdict(event, summary)
+        if verdict.result is not None:
+            push_result(context, verdict.result)
+        if verdict.error is not None:
+            raise verdict.error
+        assert verdict.result is not None
+        self.log.info("%s; service gate is_access %s", event["message"], verdict.result["is_access"])
+        return verdict.result
