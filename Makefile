@@ -21,8 +21,8 @@ $(STAMP): $(CONSTRAINTS) pyproject.toml constraints/requirements-dev.in
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks scripts e2e
-	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks scripts e2e
+	$(BIN)/ruff check airflow_provider_codecheck tests example_dags benchmarks scripts
+	$(BIN)/ruff format --check airflow_provider_codecheck tests example_dags benchmarks scripts
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -55,10 +55,13 @@ bench: $(STAMP)
 
 # Full stack on Airflow 3.3: PostgreSQL, api-server, scheduler, dag-processor, triggerer, the emulator and
 # headless Chromium (installs the Debian packages postgresql and chromium when missing; needs root for that).
+# The tests are tests/e2e (pytest collects them only when named); `-k` picks one, e.g.
+# `.venv/bin/python -m pytest tests/e2e -k sensor`. The scale run (marker scale) is `make e2e-scale`.
 e2e:
 	$(MAKE) venv AIRFLOW=3.3
-	.venv/bin/uv pip install --quiet --python .venv/bin/python -r e2e/requirements.txt -c constraints/airflow-3.3.txt
-	.venv/bin/python e2e/run_e2e.py
+	.venv/bin/uv pip install --quiet --python .venv/bin/python -r tests/e2e/requirements.txt -c constraints/airflow-3.3.txt
+	.venv/bin/python -m pytest -p no:randomly -m "e2e and not scale" -o log_cli=true --log-cli-level=INFO \
+		--log-cli-format="[e2e %(asctime)s] %(message)s" --log-cli-date-format=%H:%M:%S tests/e2e
 
 # The provider at scale on the real stack (issue 13 item 4): 1,000 sensors, two triggerers, a triggerer
 # failover, a mark-failed; about 20 minutes on 2 cores, so not part of `make e2e`. Figures: BENCHMARKS.md
