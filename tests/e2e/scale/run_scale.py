@@ -48,10 +48,8 @@ import os
 import platform
 import re
 import signal
-import statistics
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -82,7 +80,9 @@ POLL_S = 5.0  # poll interval of every wait (fixed: max_poll_interval = poll int
 HEALTH_THRESHOLD_S = 15  # [triggerer] triggerer_health_check_threshold
 CAPACITY = 600  # [triggerer] capacity of each triggerer: 1,000 waits need both
 # The api-server's access log (Airflow's HttpAccessLogMiddleware): a worker's task start, a worker's lookup.
-WORKER_RUN_RE = re.compile(r"method=PATCH path=/execution/task-instances/[0-9a-f-]+/run query=\S* status_code=200")
+WORKER_RUN_RE = re.compile(
+    r"method=PATCH path=/execution/task-instances/[0-9a-f-]+/run query=\S* status_code=200"
+)
 WORKER_CONN_RE = re.compile(
     r"method=GET path=/execution/connections/" + re.escape(CONN_ID) + r" query=\S* status_code=200"
 )
@@ -297,6 +297,7 @@ class ScaleRun:
         self.dags.mkdir()
         self.services: dict[str, Any] = {}
         self.triggerer_jobs: dict[str, int] = {}  # service name -> triggerer job id
+        self.idle_cpu_per_s: dict[str, float] = {}
         self.mono_to_wall = time.time() - time.monotonic()  # the emulator's clock is CLOCK_MONOTONIC
 
     # -- set-up --
@@ -346,7 +347,7 @@ class ScaleRun:
             self.triggerer_names = [first, "triggerer-2"]
         else:  # a start_airflow that started them all: match job rows by start order
             jobs = self._triggerer_jobs_alive()
-            for name, job in zip(self.triggerer_names, sorted(jobs)):
+            for name, job in zip(self.triggerer_names, sorted(jobs), strict=False):
                 self.triggerer_jobs[name] = job
         log(f"triggerer jobs {self.triggerer_jobs}")
         self.api.login()
@@ -354,6 +355,18 @@ class ScaleRun:
         for phase in phases:
             self._wait_parsed(phase.dag_id)
         log(f"stack up and {len(phases)} DAGs parsed in {time.monotonic() - t0:.0f}s")
+        self.measure_idle()
+
+    def measure_idle(self, seconds: float = 30.0) -> None:
+        """CPU of the stack with nothing to do (its loops and heartbeats), per second: the floor under every
+        phase's CPU. Measured over ``seconds`` of doing nothing, which is the measurement."""
+        before = self.snapshot()
+        time.sleep(seconds)
+        after = self.snapshot()
+        wall = after["t"] - before["t"]
+        cpu = {k: (after["cpu"][k] - before["cpu"].get(k, 0.0)) / wall for k in after["cpu"]}
+        self.idle_cpu_per_s = cpu
+        log(f"idle CPU per second: {json.dumps({k: round(v, 3) for k, v in cpu.items()})}")
 
     def stack_mod_create_connection(self) -> None:
         """The connection in the metadata DB (not an environment variable): every lookup then reaches
@@ -371,7 +384,9 @@ class ScaleRun:
                 "host": base,
                 "login": IAM_USER,
                 "password": IAM_PASSWORD,
-                "extra": json.dumps({"auth_type": "password", "domain_name": IAM_DOMAIN, "iam_endpoint": base}),
+                "extra": json.dumps(
+                    {"auth_type": "password", "domain_name": IAM_DOMAIN, "iam_endpoint": base}
+                ),
             },
         )
 
@@ -436,7 +451,7 @@ class ScaleRun:
             (dag_id, run_id),
         )
         keys = ("task_id", "state", "try_number", "hostname", "end_date", "trigger_id", "triggerer_id")
-        return {row[0]: dict(zip(keys, row)) for row in rows}
+        return {row[0]: dict(zip(keys, row, strict=True)) for row in rows}
 
     def progress_requests(self) -> int:
         return int(self.emulator.progress_requests())
@@ -519,7 +534,9 @@ class ScaleRun:
         self.checks.check(
             f"{phase.name}: every wait ended with its scan's verdict ({phase.n} tasks, one scan in ten failed)",
             not wrong,
-            f"wrong: {wrong[:10]}" if wrong else f"{sum(1 for t in tis.values() if t['state'] == 'success')} success",
+            f"wrong: {wrong[:10]}"
+            if wrong
+            else f"{sum(1 for t in tis.values() if t['state'] == 'success')} success",
         )
 
     def scan_records(self, phase: Phase) -> dict[str, dict[str, Any]]:
@@ -533,7 +550,9 @@ class ScaleRun:
         with RssSampler(pids) as rss:
             run_id = self.trigger(phase)
             deferred_s = self.wait_all_deferred(phase, run_id, self.args.defer_timeout)
-            log(f"{phase.name}: all {phase.n} deferred and polling after {deferred_s:.0f}s; starting the scans")
+            log(
+                f"{phase.name}: all {phase.n} deferred and polling after {deferred_s:.0f}s; starting the scans"
+            )
             at_defer = self.snapshot()
             self.commit_scans(phase, plan)
             tis = self.wait_all_ended(phase, run_id, phase.scan_s[1] + self.args.end_timeout)
@@ -550,6 +569,7 @@ class ScaleRun:
             latencies.append(ti["end_date"].timestamp() - (finished + self.mono_to_wall))
         cpu = {k: after["cpu"][k] - before["cpu"].get(k, 0.0) for k in after["cpu"]}
         trig_cpu = sum(cpu[name] for name in self.triggerer_names)
+        wall = after["t"] - before["t"]
         table_scans = after["connection_table_scans"] - before["connection_table_scans"]
         worker_conn = after["worker_conn_calls"] - before["worker_conn_calls"]
         phase.results = {
@@ -571,6 +591,13 @@ class ScaleRun:
             "total_cpu_s": round(sum(cpu.values()), 1),
             "cpu_by_service": {k: round(v, 1) for k, v in cpu.items()},
             "total_cpu_per_task_s": round(sum(cpu.values()) / phase.n, 3),
+            # The same, less what the stack burns doing nothing for as long (the idle measurement).
+            "triggerer_cpu_net_s": round(
+                trig_cpu - wall * sum(self.idle_cpu_per_s.get(n, 0.0) for n in self.triggerer_names), 1
+            ),
+            "total_cpu_net_per_task_s": round(
+                (sum(cpu.values()) - wall * sum(self.idle_cpu_per_s.values())) / phase.n, 3
+            ),
             "conn_calls_triggerers": table_scans - worker_conn,
             "conn_calls_workers": worker_conn,
             "connection_table_scans": table_scans,
@@ -644,7 +671,9 @@ class ScaleRun:
         records = self.scan_records(phase)
         self.verdict_checks(phase, tis, plan)
         stops = stop_calls(after["emulator"]) - stop_calls(before["emulator"])
-        self.checks.check(f"{phase.name}: the emulator counted 0 stop calls", stops == 0, f"{stops} stop calls")
+        self.checks.check(
+            f"{phase.name}: the emulator counted 0 stop calls", stops == 0, f"{stops} stop calls"
+        )
         scans = {cid: len(rec["executions"]) for cid, rec in records.items()}
         runs = {cid: rec.get("runs", 0) for cid, rec in records.items()}
         op_ids = {cid for task, cid in phase.codecheck_ids().items() if task.startswith("operator_")}
@@ -712,14 +741,18 @@ class ScaleRun:
         stops = stop_calls(after) - stop_calls(before["emulator"])
         record = self.emulator.task(cid)
         tis = self.tis(phase.dag_id, run_id)
-        self.checks.check(f"{phase.name}: the scan was stopped exactly once", stops == 1, f"{stops} stop calls")
+        self.checks.check(
+            f"{phase.name}: the scan was stopped exactly once", stops == 1, f"{stops} stop calls"
+        )
         self.checks.check(
             f"{phase.name}: the scan shows stopped (task_status 3)",
             record["executions"][-1].get("stopped") is True,
             f"executions {record['executions']}",
         )
         self.checks.check(
-            f"{phase.name}: the task instance stays failed", tis[task_id]["state"] == "failed", str(tis[task_id])
+            f"{phase.name}: the task instance stays failed",
+            tis[task_id]["state"] == "failed",
+            str(tis[task_id]),
         )
         phase.results = {"tasks": 1, "stop_calls": stops, "scan_duration_s": plan[cid][0]}
 
@@ -795,7 +828,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{f['triggers_moved']} triggers) SIGSTOPped for {f['stopped_for_s']} s, then SIGCONT. "
             f"Stop calls: **{f['stop_calls']}**; scans per task: {f['scans_per_task']}; verdicts right: "
             f"{'yes' if f['verdicts_right'] else 'NO'}; on the woken triggerer, on_kill's guard logged "
-            f"\"the trigger moved to another triggerer\" {f['on_kill_guard_lines_on_stopped_triggerer']} times "
+            f'"the trigger moved to another triggerer" {f["on_kill_guard_lines_on_stopped_triggerer"]} times '
             f"and stopped {f['stopped_lines_on_stopped_triggerer']} scans.",
         ]
     m = phases.get("mark-failed")
@@ -819,11 +852,19 @@ def write_benchmarks(section: str) -> None:
     path = REPO / "BENCHMARKS.md"
     text = path.read_text()
     pattern = re.compile(r"<!-- scale:begin -->.*?<!-- scale:end -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    text = (
+        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    )
     path.write_text(text)
 
 
 # --- main -------------------------------------------------------------------------------------------------
+
+
+def command_line() -> str:
+    """How to repeat this run (the options that only keep files or write the report left out)."""
+    sizes = [arg for arg in sys.argv[1:] if arg not in ("--keep", "--write-benchmarks")]
+    return f"make e2e-scale SCALE_ARGS='{' '.join(sizes)}'" if sizes else "make e2e-scale"
 
 
 def interrupt(signum: int, frame: Any) -> None:
@@ -839,7 +880,12 @@ def main() -> int:
     parser.add_argument("--parallelism", type=int, default=4)
     parser.add_argument("--defer-timeout", type=float, default=900)
     parser.add_argument("--end-timeout", type=float, default=300, help="seconds past the longest scan")
-    parser.add_argument("--only", nargs="*", help="phases to run (large small-deferrable small-sft failover mark-failed)")
+    parser.add_argument(
+        "--only", nargs="*", help="phases to run (large small-deferrable small-sft failover mark-failed)"
+    )
+    parser.add_argument(
+        "--scan-factor", type=float, default=1.0, help="multiplies every scan duration (a quick check: 0.3)"
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--write-benchmarks", action="store_true")
     args = parser.parse_args()
@@ -859,8 +905,13 @@ def main() -> int:
         ),
         Phase("mark-failed", "scale_mark_failed", 0, operators=1, scan_s=(600, 600)),
     ]
+    for phase in phases:
+        if phase.name != "mark-failed":
+            phase.scan_s = (phase.scan_s[0] * args.scan_factor, phase.scan_s[1] * args.scan_factor)
     if not sft:
-        log("the installed CodeCheckTaskSensor has no start_from_trigger: skipping small-sft, large is deferrable")
+        log(
+            "the installed CodeCheckTaskSensor has no start_from_trigger: skipping small-sft, large is deferrable"
+        )
         phases = [p for p in phases if p.name != "small-sft"]
     if args.small <= 0:
         phases = [p for p in phases if not p.name.startswith("small")]
@@ -881,7 +932,7 @@ def main() -> int:
                 run.mark_failed_phase(phase)
             else:
                 run.measure_phase(phase)
-    except BaseException as error:  # noqa: BLE001 - report it as a failed check, then stop the stack
+    except BaseException as error:  # report it as a failed check, then stop the stack
         run.checks.check("run completed", False, f"{type(error).__name__}: {error}")
     finally:
         log("stopping everything this run started")
@@ -893,7 +944,7 @@ def main() -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"`os.cpu_count()` = {os.cpu_count()}, Python {platform.python_version()}, "
         f"load average at the end {os.getloadavg()[0]:.2f}",
-        "command": "make e2e-scale" if not sys.argv[1:] else "python tests/e2e/scale/run_scale.py " + " ".join(sys.argv[1:]),
+        "command": command_line(),
         "wall_min": (time.monotonic() - started) / 60,
         "parallelism": args.parallelism,
         "phases": {p.name: p.results for p in phases if p.results},
@@ -910,7 +961,9 @@ def main() -> int:
     failed = run.checks.failed
     for name, _, detail in failed:
         print(f"  FAILED: {name} ({detail})")
-    print(f"{len(run.checks.results) - len(failed)} passed, {len(failed)} failed; report {tmp / 'scale-report.json'}")
+    print(
+        f"{len(run.checks.results) - len(failed)} passed, {len(failed)} failed; report {tmp / 'scale-report.json'}"
+    )
     if not failed and not args.keep:
         for path in tmp.iterdir():
             if path.name != "scale-report.json":
