@@ -5,7 +5,9 @@ Phases, one after another in one stack (so each phase's CPU is its own):
 
 1. ``small-deferrable`` / ``small-sft``: the same DAG of ``--small`` sensors, plain ``deferrable=True`` and
    ``start_from_trigger=True`` (the latter only when the installed sensor accepts it);
-2. ``large``: a DAG of ``--sensors`` sensors (``start_from_trigger`` when available, else deferrable);
+2. ``large``: ``--sensors`` sensors (``start_from_trigger`` when available, else deferrable) split over
+   ``--large-dags`` DAGs (default 20 of 50 tasks: on Airflow 3.3.2 ONE DAG of 1,000 start_from_trigger tasks
+   deadlocks the triggerers, see BENCHMARKS.md; ``--large-dags 1`` reproduces it);
 3. ``failover``: sensors and deferred operators (``cancel_on_kill=True``) on long scans; one triggerer is
    SIGSTOPped for longer than ``[triggerer] triggerer_health_check_threshold``, then SIGCONTed;
 4. ``mark-failed``: one deferred operator is marked failed through the REST API.
@@ -16,13 +18,14 @@ One scan in ten fails, so each wait's verdict is checked (success or failed, as 
 
 How the figures are measured (see BENCHMARKS.md "Real stack at scale"):
 
-* worker task runs: the api-server's access log lines ``PATCH /execution/task-instances/<id>/run`` (every
+* worker task runs: the api-server's access-log lines ``PATCH /execution/task-instances/<id>/run`` answered
+  200 (every
   task run on a worker, first start and resume after deferral alike, starts with that call);
 * scan end -> task success: the TI's ``end_date`` in the metadata DB minus the scan's end in the emulator
   (its ``finished_at`` on ``CLOCK_MONOTONIC``, turned into wall time with this process's offset);
 * CPU: utime+stime (+ that of reaped children) of every process of each service's tree, at the phase's start
   and end (so the worker processes the LocalExecutor forks count under the scheduler);
-* RSS: the triggerers' trees (supervisor + runner), sampled every second; the peak;
+* RSS: each triggerer's supervisor + runner (not its serve-logs child), sampled every second; the peak;
 * connection calls: every connection lookup that reaches Airflow (a triggerer supervisor's ``GetConnection``
   answered by its in-process Execution API, a worker's ``GET /execution/connections/<id>`` on the api-server)
   ends in one query of the ``connection`` table (no secrets cache outside the dag-processor, the connection
@@ -33,8 +36,9 @@ How the figures are measured (see BENCHMARKS.md "Real stack at scale"):
   supervisor logs no line per request, so they cannot be counted in its log.
 
 Run: ``make e2e-scale`` (or ``.venv/bin/python tests/e2e/scale/run_scale.py [--sensors 1000 --small 100]``).
-Exits non-zero when a check fails. ``--write-benchmarks`` replaces the section between the
-``scale:begin``/``scale:end`` markers of BENCHMARKS.md with this run's figures.
+Exits non-zero when a check fails. ``--write-benchmarks`` replaces the block between the
+``scale:begin``/``scale:end`` markers of BENCHMARKS.md with this run's figures; ``--from-report`` renders a
+saved ``scale-report.json`` again. ``--scan-factor 0.3`` with small sizes is a quick check of the harness.
 """
 
 from __future__ import annotations
