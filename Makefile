@@ -63,6 +63,14 @@ e2e:
 	.venv/bin/python -m pytest -p no:randomly -m "e2e and not scale" -o log_cli=true --log-cli-level=INFO \
 		--log-cli-format="[e2e %(asctime)s] %(message)s" --log-cli-date-format=%H:%M:%S tests/e2e
 
+# The provider at scale on the real stack (issue 13 item 4): 1,000 sensors, two triggerers, a triggerer
+# failover, a mark-failed; about 20 minutes on 2 cores, so not part of `make e2e`. Figures: BENCHMARKS.md
+# "Real stack at scale"; `--write-benchmarks` rewrites that section, `--help` lists the sizes.
+.PHONY: e2e-scale
+e2e-scale:
+	$(MAKE) venv AIRFLOW=3.3
+	.venv/bin/python tests/e2e/scale/run_scale.py $(SCALE_ARGS)
+
 # Refresh the pins (needs network to PyPI): edit constraints/*.in or pyproject.toml, then run this and commit.
 constraints:
 	$(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)" --target .uv-tool
