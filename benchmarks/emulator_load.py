@@ -41,7 +41,7 @@ async def client(
                     if response.status != 200 or "task_status" not in body:
                         errors[f"HTTP {response.status}"] += 1
                         continue
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 errors[type(err).__name__] += 1
                 continue
             latencies.append(time.perf_counter() - started)

@@ -760,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "quick": args.quick,
         "config": config,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "load_start": common.load_average(),
         **machine_facts(),
     }

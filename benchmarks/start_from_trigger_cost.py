@@ -34,7 +34,7 @@ def _dag(n_tasks: int) -> Any:
 
     from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
 
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     with DAG(f"bench_{n_tasks}", schedule=None, start_date=start, params={"scan": "s"}) as dag:
         for i in range(n_tasks):
             CodeCheckTaskSensor(
@@ -81,7 +81,7 @@ def measure(n_tasks: int) -> dict[str, float]:
     )
     import datetime
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     run = {
         "dag_id": f"bench_{n_tasks}",
         "run_id": "r",

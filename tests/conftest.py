@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
     if rh is None or not os.environ.get("RELIABILITY_FIGURES"):
         return
     import platform
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import airflow
 
@@ -228,5 +229,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
         airflow=airflow.__version__,
         python=platform.python_version(),
         cpus=os.cpu_count(),
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        date=datetime.now(UTC).strftime("%Y-%m-%d"),
     )

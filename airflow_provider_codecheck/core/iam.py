@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_codecheck.core.errors import AuthenticationError, CodeCheckError, InvalidResponseError
@@ -48,7 +48,7 @@ def parse_iam_time(value: Any) -> float:
     except ValueError:
         raise InvalidResponseError(f"IAM token time {value!r} is not ISO 8601") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

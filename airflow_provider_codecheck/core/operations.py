@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from airflow_provider_codecheck.core.errors import InvalidResponseError, InvalidTaskIdError
@@ -225,14 +225,14 @@ def parse_service_time(value: Any) -> datetime | None:
         return None
     for fmt in _LEGACY_TIME_FORMATS:
         try:
-            return datetime.strptime(value.strip(), fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     return None
 
 
 def format_service_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime(CHECK_RECORD_TIME_FORMAT)
+    return moment.astimezone(UTC).strftime(CHECK_RECORD_TIME_FORMAT)
 
 
 def _parse_check_record(item: Any) -> CheckRecord:

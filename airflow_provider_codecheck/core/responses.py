@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -43,12 +43,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # HTTP-dates are always GMT
+        moment = moment.replace(tzinfo=UTC)  # HTTP-dates are always GMT
     return max(0.0, (moment - now).total_seconds())
 
 
 def _retry_after(headers: dict[str, str], now: datetime | None) -> float | None:
-    return parse_retry_after(headers.get("retry-after"), now or datetime.now(timezone.utc))
+    return parse_retry_after(headers.get("retry-after"), now or datetime.now(UTC))
 
 
 _MAX_ERROR_DEPTH = 8

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 ALGORITHM = "SDK-HMAC-SHA256"
@@ -21,12 +21,12 @@ EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 def format_sdk_date(moment: datetime) -> str:
     """Render a moment as the ``X-Sdk-Date`` header value (UTC, ``YYYYMMDDTHHMMSSZ``)."""
-    return moment.astimezone(timezone.utc).strftime(DATE_FORMAT)
+    return moment.astimezone(UTC).strftime(DATE_FORMAT)
 
 
 def parse_sdk_date(value: str) -> datetime:
     """Parse an ``X-Sdk-Date`` value; raises ValueError when it is malformed."""
-    return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
 
 
 def canonical_uri(path: str) -> str:

@@ -15,7 +15,7 @@ import struct
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -361,7 +361,7 @@ def _query_time(request: web.Request, name: str) -> datetime | bool | None:
     if raw is None or raw == "":
         return None
     try:
-        return datetime.strptime(raw, SUMMARY_TIME_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(raw, SUMMARY_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return False
 

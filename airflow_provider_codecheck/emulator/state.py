@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_codecheck.emulator import defaults
@@ -151,7 +151,7 @@ class Task:
     scan: Scan | None = None
     # Every execution record of this task, oldest first (exec_id -> scan); ``scan`` is the latest.
     executions: dict[str, Scan] = field(default_factory=dict)
-    created_wall: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     SPEC_KEYS = frozenset(
         {"task_id", "duration_s", "final_status", "running", "lag_s", "defects", "faults", "initial_status"}

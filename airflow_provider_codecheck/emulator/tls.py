@@ -41,7 +41,7 @@ def generate(directory: str | Path | None = None) -> TlsFiles:
     """Write ca.pem, server.pem and server-key.pem to ``directory`` (a new temp dir by default)."""
     # EC keys: generating them takes milliseconds, unlike RSA, which keeps CLI startup fast.
     out = Path(directory or tempfile.mkdtemp(prefix="codecheck-emulator-tls-"))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -214,7 +214,7 @@ class AsyncClient(ClientBase):
             return TransportFailure("connect", "connect timeout", maybe_processed=False)
         except aiohttp.ClientConnectorError as exc:
             return TransportFailure("connect", type(exc.os_error).__name__, maybe_processed=False)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             return TransportFailure(
                 "timeout", f"no reply within {self.settings.timeout:g}s", maybe_processed=True
             )

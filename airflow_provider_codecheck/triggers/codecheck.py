@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator
-from datetime import timezone
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
@@ -185,7 +184,7 @@ class CodeCheckTaskTrigger(BaseTrigger):
             # the trigger; it is stored with the task instance, so a triggerer restart keeps the same deadline.
             after = getattr(self, "timeout_after", None)
             if after is not None:
-                after = after if after.tzinfo else after.replace(tzinfo=timezone.utc)
+                after = after if after.tzinfo else after.replace(tzinfo=UTC)
                 self.deadline = after.timestamp() - float(end.get("timeout_margin") or 0.0)
             else:
                 self.deadline = time.time() + float(end["wait_timeout"])
@@ -303,32 +302,16 @@ class CodeCheckTaskTrigger(BaseTrigger):
     async def _poll_once(
         self, client: AsyncClient, timeout: float | None, job_id: str | None
     ) -> TaskProgress | CodeCheckError:
-        # Bound the poll (with its retries) by the deadline, so the wait ends on time. Not asyncio.wait_for: before
-        # Python 3.12 it swallows a cancellation that arrives just as the poll completes, and the cancelled
-        # trigger (triggerer shutdown, trigger moved to another triggerer) would go on polling until the scan ends.
-        if sys.version_info >= (3, 11):
-            # asyncio.timeout bounds the poll in this task: no task per poll (that cost ~25% of a poll's CPU, see
-            # BENCHMARKS.md), and a cancellation of this task is never swallowed.
-            try:
-                async with asyncio.timeout(timeout):
-                    progress: TaskProgress = await client.get_task_progress(self.codecheck_task_id, job_id)
-                return progress
-            except TimeoutError:
-                return TransportError("poll cut short by the wait deadline")
-            except CodeCheckError as error:
-                return error
-        poll = asyncio.ensure_future(client.get_task_progress(self.codecheck_task_id, job_id))
+        # Bound the poll (with its retries) by the deadline, so the wait ends on time. asyncio.timeout, not
+        # asyncio.wait_for: it bounds the poll in this task (no task per poll, which cost ~25% of a poll's CPU, see
+        # BENCHMARKS.md), and a cancellation of this task (triggerer shutdown, trigger moved to another triggerer)
+        # is never swallowed, where wait_for before Python 3.12 swallows one that arrives as the poll completes.
         try:
-            done, _ = await asyncio.wait({poll}, timeout=timeout)
-            if not done:
-                poll.cancel()
-                await asyncio.wait({poll})  # let it clean up; raises only if this task is cancelled
-                return TransportError("poll cut short by the wait deadline")
-        finally:
-            poll.cancel()  # no-op once done; stops the poll when this task is cancelled
-        try:
-            result: TaskProgress = poll.result()
-            return result
+            async with asyncio.timeout(timeout):
+                progress: TaskProgress = await client.get_task_progress(self.codecheck_task_id, job_id)
+            return progress
+        except TimeoutError:
+            return TransportError("poll cut short by the wait deadline")
         except CodeCheckError as error:
             return error
 

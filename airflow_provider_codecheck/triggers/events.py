@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
@@ -207,7 +207,7 @@ class CodeCheckScanEventTrigger(_EventTriggerBase):
 
     async def _baseline(self, client: AsyncClient, project_id: str) -> None:
         """First start: every scan already in the history is seen; no event for any of them."""
-        since = datetime.now(timezone.utc) - LOOKBACK
+        since = datetime.now(UTC) - LOOKBACK
         page = await client.execute(ops.list_check_records(project_id, self.codecheck_task_id, since))
         seen = {r.scan_id: r.check_time for r in page.records if r.scan_id is not None}
         self._state = {"v": STATE_VERSION, "since": ops.format_service_time(since), "seen": seen}
@@ -327,7 +327,7 @@ def _valid_state(value: Any) -> bool:
 
 
 def _order(record: CheckRecord) -> tuple[datetime, datetime, str]:
-    floor = datetime.min.replace(tzinfo=timezone.utc)
+    floor = datetime.min.replace(tzinfo=UTC)
     return (record.ended or record.started or floor, record.started or floor, str(record.scan_id))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from airflow_provider_codecheck.core import budget as b
@@ -196,13 +198,13 @@ def test_registry_shares_one_budget_per_key_and_follows_the_cap() -> None:
 
 
 def _flow_setup() -> tuple[b.Budgets, FakeClock, object]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from airflow_provider_codecheck.core import flow
 
     clock = FakeClock()
     budgets = bs.Budgets(clock)
-    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
     ctx = flow.Context(monotonic=clock, now=lambda: now, rand=lambda: 0.0, budgets=budgets)
     return budgets, clock, ctx
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,7 @@ def test_decode_retry_after(header, expected):
     assert caught.value.retry_after == expected
 
 
-RA_NOW = datetime(2026, 12, 1, 5, 0, 0, tzinfo=timezone.utc)
+RA_NOW = datetime(2026, 12, 1, 5, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -517,7 +517,7 @@ def test_retry_policy_validation(kwargs):
 
 # --- flows driven by hand ------------------------------------------------------------------------------------
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def ctx(rand: float = 1.0) -> flow.Context:

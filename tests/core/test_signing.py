@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -15,7 +15,7 @@ from airflow_provider_codecheck.core.settings import AkSkAuth, ConnectionSetting
 
 AK = "SIGNTESTAK0000000000"
 SK = "sign-test-secret-key-00000000000000000000"
-MOMENT = datetime(2026, 11, 28, 19, 31, 17, tzinfo=timezone.utc)
+MOMENT = datetime(2026, 11, 28, 19, 31, 17, tzinfo=UTC)
 
 CASES = [
     ("GET", "/v2/tasks/t1/progress", (), None, None, None),

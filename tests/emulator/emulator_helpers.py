@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,7 +71,7 @@ def signed_request(
     headers = {
         "Host": urlsplit(base_url).netloc,
         "Content-Type": "application/json",
-        signing.DATE_HEADER: signing.format_sdk_date(when or datetime.now(timezone.utc)),
+        signing.DATE_HEADER: signing.format_sdk_date(when or datetime.now(UTC)),
         **(extra or {}),
     }
     headers["Authorization"] = signing.authorization_header(ak, sk, method, path, query, headers, body)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -190,7 +190,7 @@ def test_aksk_unknown_access_key_is_rejected(emulator):
 @pytest.mark.parametrize("skew", [timedelta(minutes=16), timedelta(minutes=-16)])
 def test_aksk_date_skew_is_rejected(emulator, skew):
     emulator.add_task(task_id="t1")
-    when = datetime.now(timezone.utc) + skew
+    when = datetime.now(UTC) + skew
     url, headers = signed_request(emulator.base_url, "GET", "/v2/tasks/t1/progress", when=when)
     response = requests.get(url, headers=headers, timeout=10)
     assert response.status_code == 401
@@ -199,7 +199,7 @@ def test_aksk_date_skew_is_rejected(emulator, skew):
 
 def test_aksk_small_skew_is_accepted(emulator):
     emulator.add_task(task_id="t1")
-    when = datetime.now(timezone.utc) - timedelta(minutes=14)
+    when = datetime.now(UTC) - timedelta(minutes=14)
     url, headers = signed_request(emulator.base_url, "GET", "/v2/tasks/t1/progress", when=when)
     assert requests.get(url, headers=headers, timeout=10).status_code == 200
 
@@ -214,10 +214,10 @@ def test_aksk_unsigned_date_is_rejected(emulator):
         "GET",
         path,
         [],
-        {**headers, signing.DATE_HEADER: signing.format_sdk_date(datetime.now(timezone.utc))},
+        {**headers, signing.DATE_HEADER: signing.format_sdk_date(datetime.now(UTC))},
         b"",
     ).replace(";x-sdk-date", "")
-    headers[signing.DATE_HEADER] = signing.format_sdk_date(datetime.now(timezone.utc))
+    headers[signing.DATE_HEADER] = signing.format_sdk_date(datetime.now(UTC))
     response = requests.get(emulator.base_url + path, headers=headers, timeout=10)
     assert response.status_code == 401
     assert response.json()["error_code"] == "APIGW.0303"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -14,7 +14,7 @@ from airflow_provider_codecheck.emulator.server import EmulatorServer
 from airflow_provider_codecheck.emulator.state import ManualClock
 
 # A fixed wall clock a quarter second past a whole second: HTTP-dates must round up.
-WALL = datetime(2026, 12, 1, 5, 0, 0, 250000, tzinfo=timezone.utc)
+WALL = datetime(2026, 12, 1, 5, 0, 0, 250000, tzinfo=UTC)
 
 
 def throttle_message(limit: str) -> str:

@@ -13,11 +13,12 @@ import pytest
 
 # The DAG helpers live beside the Airflow tests until the tests mirror the package (issue 15 item 2).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))
-from dag_helpers import build_dag, connection_json, polls_by, ti_states, xcom
+from airflow_support import build_dag, polls_by, ti_states, xcom
 
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.exceptions import CodeCheckConfigurationError
 from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
+from airflow_provider_codecheck.testing import connection_json
 from airflow_provider_codecheck.triggering import unsupported_reason
 
 FALLBACK_LINE = "start_from_trigger: this task runs in a worker because"

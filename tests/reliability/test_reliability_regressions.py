@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -23,9 +23,7 @@ from airflow_provider_codecheck.core.settings import settings_from_connection
 from airflow_provider_codecheck.core.waiting import Poll, wait_for_scan
 
 EXPIRED = HttpResponse(401, {"x-request-id": "r1"}, b'{"error_code": "CC.00000003", "error_msg": "expired"}')
-CTX = flow.Context(
-    monotonic=lambda: 0.0, now=lambda: datetime(2026, 1, 1, tzinfo=timezone.utc), rand=lambda: 0.0
-)
+CTX = flow.Context(monotonic=lambda: 0.0, now=lambda: datetime(2026, 1, 1, tzinfo=UTC), rand=lambda: 0.0)
 
 
 def _settings(auth_type: str):

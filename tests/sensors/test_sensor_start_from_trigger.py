@@ -18,10 +18,11 @@ import pytest
 
 # The DAG helpers live beside the Airflow tests until the tests mirror the package (issue 15 item 2).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))
-from dag_helpers import build_dag, connection_json, load_example, polls_by, ti_states, xcom
+from airflow_support import build_dag, load_dag, polls_by, ti_states, xcom
 
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
+from airflow_provider_codecheck.testing import connection_json
 from airflow_provider_codecheck.triggering import unsupported_reason
 
 FALLBACK_LINE = "start_from_trigger: this task runs in a worker because"
@@ -136,7 +137,7 @@ def test_a_mapped_task_is_never_started_from_the_triggerer(emulator, fallback_li
     emulator.add_task(task_id="scan-m1", duration_s=0.5, final_status=2, running=True)
     emulator.add_task(task_id="scan-m2", duration_s=0.5, final_status=2, running=True)
     _write_mapped_dag("sft_mapped")
-    dag = load_example("sft_mapped")
+    dag = load_dag("sft_mapped")
     if unsupported_reason() is None:
         from airflow.serialization.serialized_objects import DagSerialization
 
@@ -173,7 +174,7 @@ def test_the_start_from_trigger_example_dag_runs(emulator):
     emulator.add_task(
         task_id="nightly-scan", duration_s=0.8, final_status=2, running=True, defects={"major": 1}
     )
-    dag_run = load_example("example_codecheck_start_from_trigger").test()
+    dag_run = load_dag("example_codecheck_start_from_trigger").test()
     assert ti_states(dag_run) == {
         "wait_for_scan": "success",
         "gate_latest_scan": "success",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import client_helpers as h
@@ -42,11 +42,11 @@ def test_parse_documented_record() -> None:
         "normal": 2,
         "prompt": 3,
     }
-    assert first.started == datetime(2020, 2, 10, 11, 31, 46, tzinfo=timezone.utc)
+    assert first.started == datetime(2020, 2, 10, 11, 31, 46, tzinfo=UTC)
     assert first.ended is not None
     assert first.ended > first.started
     assert second.scan_id == "job:e0"  # the 2025-08 page's spelling
-    assert second.started == datetime(2020, 2, 9, 11, 31, 46, tzinfo=timezone.utc)
+    assert second.started == datetime(2020, 2, 9, 11, 31, 46, tzinfo=UTC)
     assert second.check_end_time is None
     assert second.ended is None
 
@@ -80,7 +80,7 @@ def test_malformed_history_is_an_error(body: Any) -> None:
 
 def test_request_shape() -> None:
     op = ops.list_check_records(
-        PROJECT, "t1", start_time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), limit=1000
+        PROJECT, "t1", start_time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), limit=1000
     )
     assert op.call.method == "GET"
     assert op.call.path == f"/v2/{PROJECT}/tasks/t1/checkrecord"

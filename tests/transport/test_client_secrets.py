@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import client_helpers as h
 import pytest
@@ -198,7 +198,7 @@ def _all_settings(emulator_with_t1):
 async def test_reprs_hold_no_secret(leakcheck_emulator):
     token = leakcheck_emulator.issue_token()
     secrets = [*STATIC_SECRETS, token, "MII-iam-token-LEAKCANARY"]
-    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, tzinfo=UTC)
     for settings in _all_settings(leakcheck_emulator):
         if hasattr(settings.auth, "token"):
             settings = h.token_settings(leakcheck_emulator, token)

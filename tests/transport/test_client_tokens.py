@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import client_helpers as h
 import pytest
@@ -61,7 +61,7 @@ def near_expiry_emulator():
     """IAM tokens that, by their expires_at, have 5 s of their 100 s life left: inside the refresh margin."""
 
     def wall_clock() -> datetime:
-        return datetime.now(timezone.utc) - timedelta(seconds=95)
+        return datetime.now(UTC) - timedelta(seconds=95)
 
     with EmulatorServer("127.0.0.1", 0, token_lifetime_s=100.0, wall_clock=wall_clock) as server:
         yield server

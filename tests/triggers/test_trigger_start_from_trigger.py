@@ -36,7 +36,6 @@ from airflow.triggers.base import (
     TaskSuccessEvent,
     TriggerEvent,
 )
-from dag_helpers import connection_json
 
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.exceptions import (
@@ -48,9 +47,10 @@ from airflow_provider_codecheck.exceptions import (
 from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOperator
 from airflow_provider_codecheck.results import XCOM_KEYS, Verdict
 from airflow_provider_codecheck.sensors.codecheck import CodeCheckTaskSensor
+from airflow_provider_codecheck.testing import connection_json
 from airflow_provider_codecheck.triggers.codecheck import CodeCheckTaskTrigger, task_end_event
 
-START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def _as_triggerer_builds_it(dag: DAG, task_id: str) -> CodeCheckTaskTrigger:
     }
     module, _, name = args.trigger_cls.rpartition(".")
     trigger = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ti = TaskInstanceDTO(
         id=uuid.uuid4(),
         task_id=task_id,
@@ -317,9 +317,9 @@ def test_sensor_timeout_is_enforced_inside_the_trigger(emulator, options, expect
     emulator.add_task(task_id="scan-slow", duration_s=120, final_status=2, running=True)
     dag = _sensor_dag(scan="scan-slow", timeout=1.0, **options)
     trigger = _as_triggerer_builds_it(dag, "wait")
-    began = datetime.datetime.now(datetime.timezone.utc)
+    began = datetime.datetime.now(datetime.UTC)
     event = _first(trigger)
-    took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
+    took = (datetime.datetime.now(datetime.UTC) - began).total_seconds()
     assert took < 10  # the wait's own deadline (timeout), long before the scheduler's backstop (+ margin)
     assert type(event) is expected
     if expected is TriggerEvent:

@@ -23,10 +23,11 @@ if unsupported_reason() is not None:
 
 # The DAG helpers live beside the Airflow tests until the tests mirror the package (issue 15 item 2).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))
-from dag_helpers import build_dag, connection_json
+from airflow_support import build_dag
 
 from airflow_provider_codecheck.core import iam
 from airflow_provider_codecheck.results import XCOM_KEYS
+from airflow_provider_codecheck.testing import connection_json
 
 SENSOR = "CodeCheckTaskSensor"
 

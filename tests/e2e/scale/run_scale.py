@@ -57,7 +57,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -992,7 +992,7 @@ def main() -> int:
         run.stack.close()
         signal.signal(signal.SIGTERM, previous)
     report = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"`os.cpu_count()` = {os.cpu_count()}, Python {platform.python_version()}, "
         f"load average at the end {os.getloadavg()[0]:.2f}",
         "command": command_line(),
