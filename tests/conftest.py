@@ -25,6 +25,7 @@ From the plugin (``airflow_provider_codecheck/emulator/pytest_plugin.py``): ``co
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -231,3 +232,39 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
         cpus=os.cpu_count(),
         date=datetime.now(UTC).strftime("%Y-%m-%d"),
     )
+
+
+# --- start_from_trigger fallbacks ----------------------------------------------------------------------
+
+
+FALLBACK_LINE = "start_from_trigger: this task runs in a worker because"
+
+
+class _Lines(logging.Handler):
+    """Records every log line, whichever way this Airflow routes task logs (stdlib on 2.11, structlog on 3.x)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: dict[int, logging.LogRecord] = {}  # by identity: a record may reach both loggers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records[id(record)] = record
+
+
+@pytest.fixture
+def fallback_lines(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], int]]:
+    """How many fallback lines were logged: from the captured output or, where Airflow's task logging has taken
+    the output over (2.11 after an earlier dag.test()), from the ``airflow.task`` logger."""
+    lines = _Lines()
+    loggers = [logging.getLogger("airflow.task"), logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(lines)
+
+    def count() -> int:
+        output = capfd.readouterr()
+        logged = sum(FALLBACK_LINE in record.getMessage() for record in lines.records.values())
+        return max((output.out + output.err).count(FALLBACK_LINE), logged)
+
+    yield count
+    for logger in loggers:
+        logger.removeHandler(lines)

@@ -3,16 +3,9 @@ dag.test()): it defers from a worker as today, with one log line; real Airflow a
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-# The DAG helpers live beside the Airflow tests until the tests mirror the package (issue 15 item 2).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))
 from airflow_support import build_dag, polls_by, ti_states, xcom
 
 from airflow_provider_codecheck.core import iam
@@ -21,45 +14,7 @@ from airflow_provider_codecheck.operators.codecheck import CodeCheckRunTaskOpera
 from airflow_provider_codecheck.testing import connection_json
 from airflow_provider_codecheck.triggering import unsupported_reason
 
-FALLBACK_LINE = "start_from_trigger: this task runs in a worker because"
 OPERATOR = "CodeCheckRunTaskOperator"
-
-
-class _Lines(logging.Handler):
-    """Records every log line, whichever way this Airflow routes task logs (stdlib on 2.11, structlog on 3.x)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: dict[int, logging.LogRecord] = {}  # by identity: a record may reach both loggers
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records[id(record)] = record
-
-
-@pytest.fixture
-def fallback_lines(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], int]]:
-    """How many fallback lines were logged: from the captured output or, where Airflow's task logging has taken
-    the output over (2.11 after an earlier dag.test()), from the ``airflow.task`` logger."""
-    lines = _Lines()
-    loggers = [logging.getLogger("airflow.task"), logging.getLogger()]
-    for logger in loggers:
-        logger.addHandler(lines)
-
-    def count() -> int:
-        output = capfd.readouterr()
-        logged = sum(FALLBACK_LINE in record.getMessage() for record in lines.records.values())
-        return max((output.out + output.err).count(FALLBACK_LINE), logged)
-
-    yield count
-    for logger in loggers:
-        logger.removeHandler(lines)
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
 
 
 @pytest.fixture

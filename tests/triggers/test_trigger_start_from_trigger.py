@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +24,6 @@ from airflow_provider_codecheck.triggering import timeout_margin, unsupported_re
 if unsupported_reason() is not None:
     pytest.skip(f"start_from_trigger needs Airflow >= 3.3.2: {unsupported_reason()}", allow_module_level=True)
 
-# The DAG helpers live beside the Airflow tests until the tests mirror the package (issue 15 item 2).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 from airflow.sdk import DAG
 from airflow.triggers.base import (

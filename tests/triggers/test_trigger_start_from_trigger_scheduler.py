@@ -8,9 +8,7 @@ against the emulator, without starting any process: ``DagRun.schedule_tis`` defe
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,8 +19,6 @@ from airflow_provider_codecheck.triggering import unsupported_reason
 if unsupported_reason() is not None:
     pytest.skip(f"start_from_trigger needs Airflow >= 3.3.2: {unsupported_reason()}", allow_module_level=True)
 
-# The DAG helpers live beside the Airflow tests until the tests mirror the package (issue 15 item 2).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))
 from airflow_support import build_dag
 
 from airflow_provider_codecheck.core import iam
@@ -30,13 +26,6 @@ from airflow_provider_codecheck.results import XCOM_KEYS
 from airflow_provider_codecheck.testing import connection_json
 
 SENSOR = "CodeCheckTaskSensor"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
 
 
 @pytest.fixture
